@@ -1,0 +1,20 @@
+"""nbtune: fine-tune pretrained models inside a Jupyter notebook.
+
+    import nbtune
+    s = nbtune.load("path/or/hub-id", task="text-classification", num_labels=2)
+    s.layers(); s.freeze("all"); s.unfreeze("head"); s.summary()
+"""
+
+__version__ = "0.1.0"
+
+from .core import (  # noqa: E402
+    FreezeReport, HeadError, LayerTree, MemoryEstimate, MetaModelError, ModelLoadError, NbtuneError,
+    ParamCounts, SelectorError, Session, Summary, TaskError, load,
+)
+from .core.defaults import default_model_path  # noqa: E402
+
+__all__ = [
+    "FreezeReport", "HeadError", "LayerTree", "MemoryEstimate", "MetaModelError", "ModelLoadError",
+    "NbtuneError", "ParamCounts", "SelectorError", "Session", "Summary", "TaskError", "__version__",
+    "default_model_path", "load",
+]

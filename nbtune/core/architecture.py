@@ -1,0 +1,135 @@
+"""Where things are in a model: the task head, the repeated blocks, attention projections, embeddings.
+
+These answers drive the freeze presets (``head``, ``qkv``, ``top:N``, ``embeddings``), tree folding
+and, later, LoRA target suggestions. They work on any ``nn.Module``; transformers models get
+better answers because they tell us their base model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+# Module names that are task heads in transformers and common hand-written models.
+HEAD_NAMES = (
+    "classifier", "score", "qa_outputs", "lm_head", "cls", "head", "heads", "fc", "pre_classifier",
+    "classification_head", "output_layer",
+)
+# Attention input projections by architecture: BERT, GPT-2, Llama/Mistral, T5, Falcon/BLOOM/GPT-NeoX,
+# Baichuan, Phi-3, ViT-style fused qkv.
+QKV_NAMES = frozenset({
+    "query", "key", "value", "c_attn", "q_proj", "k_proj", "v_proj", "q", "k", "v",
+    "query_key_value", "W_pack", "qkv_proj", "qkv", "Wqkv", "in_proj",
+})
+
+
+def is_linear_like(module: nn.Module) -> bool:
+    """Linear layers and GPT-2's Conv1D (a Linear with transposed weight)."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def has_params(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Dotted names of the task head's top modules (those outside the pretrained body).
+
+    transformers: every top-level child with parameters that is not the base model (``bert``,
+    ``transformer``, ``model``...). T5-like models whose base model is the model itself, and plain
+    modules: top-level children with a known head name; failing that, the last module with
+    parameters (the final ``Linear`` of a hand-written CNN, say).
+    """
+    base = getattr(model, "base_model", None)
+    children = [(n, m) for n, m in model.named_children() if has_params(m)]
+    if isinstance(base, nn.Module) and base is not model:
+        names = [n for n, m in children if m is not base]
+        if names:
+            return names
+    names = [n for n, _ in children if n in HEAD_NAMES]
+    if names:
+        return names
+    last = None
+    for name, module in model.named_modules():
+        if name and any(True for _ in module.parameters(recurse=False)):
+            last = name
+    if last is None:
+        return []
+    # Prefer the whole top-level child when the model is a plain stack of layers.
+    return [last]
+
+
+@dataclass(frozen=True)
+class BlockList:
+    """A container of repeated blocks, e.g. ``bert.encoder.layer`` with 12 ``BertLayer``s."""
+
+    name: str
+    block_type: str
+    count: int
+
+    def block(self, i: int) -> str:
+        return f"{self.name}.{i}"
+
+
+def block_lists(model: nn.Module) -> list[BlockList]:
+    """Every outermost ModuleList/Sequential of >= 2 children of one class that all have parameters.
+
+    Encoder-decoder models have two (encoder and decoder stacks); a nested list inside a block is
+    not reported separately.
+    """
+    found: list[BlockList] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+            continue
+        if any(name.startswith(f.name + ".") for f in found):
+            continue
+        kids = list(module.children())
+        types = {type(k) for k in kids}
+        if len(types) == 1 and all(has_params(k) for k in kids):
+            found.append(BlockList(name, type(kids[0]).__name__, len(kids)))
+    return found
+
+
+def modules_after(model: nn.Module, name: str) -> list[str]:
+    """Siblings registered after ``name`` in each ancestor below the root (final norms, poolers).
+
+    For ``bert.encoder.layer`` this is ``bert.pooler``; for ``transformer.h`` it is ``transformer.ln_f``.
+    """
+    modules = dict(model.named_modules())
+    parts = name.split(".")
+    out = []
+    for depth in range(len(parts) - 1, 0, -1):
+        parent_name = ".".join(parts[:depth])
+        child = parts[depth]
+        seen = False
+        for sib_name, sib in modules[parent_name].named_children():
+            if seen and has_params(sib):
+                out.append(f"{parent_name}.{sib_name}")
+            seen = seen or sib_name == child
+    return out
+
+
+def qkv_module_names(model: nn.Module) -> list[str]:
+    """Attention query/key/value projections (fused ones included) that are Linear-like."""
+    return [
+        name for name, module in model.named_modules()
+        if name.split(".")[-1] in QKV_NAMES and is_linear_like(module)
+    ]
+
+
+def embedding_module_names(model: nn.Module) -> list[str]:
+    """Input embedding modules: every ``nn.Embedding`` plus modules called ``embeddings``.
+
+    The output head is left out even when tied to the input embeddings: the tie is reported by the
+    freeze report instead.
+    """
+    heads = tuple(head_module_names(model))
+    out = []
+    for name, module in model.named_modules():
+        if not name or any(name == h or name.startswith(h + ".") for h in heads):
+            continue
+        if isinstance(module, nn.Embedding) or name.split(".")[-1] in ("embeddings", "embed_positions"):
+            if not any(name.startswith(o + ".") for o in out):
+                out.append(name)
+    return out

