@@ -130,7 +130,8 @@ class _Resolver:
     def _preset(self, sel: str) -> list[str] | None:
         key = sel.lower()
         if key == "all":
-            return list(self.index.params)
+            tops = [n for n, m in self.model.named_children() if any(True for _ in m.parameters())]
+            return tops + [n for n, _ in self.model.named_parameters(recurse=False)]
         if key == "head":
             heads = head_module_names(self.model)
             if not heads:

@@ -49,8 +49,12 @@ class Session:
         loc = self.source.location
         if self.source.gguf_file:
             return self.source.gguf_file
+        if loc and self.source.kind == "hub":
+            return loc
         if loc:
-            return loc.rstrip("/").rsplit("/", 1)[-1] if self.source.kind != "hub" else loc
+            parts = loc.rstrip("/").split("/")
+            # A folder called "model" says little; keep its parent's name too.
+            return "/".join(parts[-2:]) if parts[-1] in ("model", "models", "checkpoint", "final") else parts[-1]
         return type(self.model).__name__
 
     @property

@@ -27,7 +27,11 @@ def human_bytes(n: int | float | None) -> str:
 
 
 def pct(part: int | float, whole: int | float) -> str:
-    return f"{100.0 * part / whole:.2f}%" if whole else "0.00%"
+    """Percentage with two decimals, or three significant digits when tiny (a head is 0.0034% of a model)."""
+    if not whole or not part:
+        return "0%" if whole else "n/a"
+    value = 100.0 * part / whole
+    return f"{value:.2f}%" if value >= 0.01 else f"{value:.2g}%"
 
 
 def esc(value: object) -> str:

@@ -28,7 +28,7 @@ def _headline(summary) -> str:
     task = f" ({summary.task})" if summary.task else ""
     return (
         f"{summary.model_name}{task}: {human_count(c.trainable)} trainable of {human_count(c.total)} "
-        f"parameters ({c.pct_trainable:.2f}%)"
+        f"parameters ({pct(c.trainable, c.total)})"
     )
 
 
