@@ -8,13 +8,15 @@
 __version__ = "0.1.0"
 
 from .core import (  # noqa: E402
-    FreezeReport, HeadError, LayerTree, MemoryEstimate, MetaModelError, ModelLoadError, NbtuneError,
-    ParamCounts, SelectorError, Session, Summary, TaskError, load,
+    AdapterError, AdapterInfo, FreezeReport, HeadChange, HeadError, LayerTree, LoraTargets, MemoryEstimate,
+    MetaModelError, ModelLoadError, ModelSource, ModuleInfo, NbtuneError, ParamCounts, SaveError, SaveReport,
+    Selection, SelectorError, Session, Summary, TaskError, load,
 )
 from .core.defaults import default_model_path  # noqa: E402
 
 __all__ = [
-    "FreezeReport", "HeadError", "LayerTree", "MemoryEstimate", "MetaModelError", "ModelLoadError",
-    "NbtuneError", "ParamCounts", "SelectorError", "Session", "Summary", "TaskError", "__version__",
+    "AdapterError", "AdapterInfo", "FreezeReport", "HeadChange", "HeadError", "LayerTree", "LoraTargets",
+    "MemoryEstimate", "MetaModelError", "ModelLoadError", "ModelSource", "ModuleInfo", "NbtuneError", "ParamCounts",
+    "SaveError", "SaveReport", "Selection", "SelectorError", "Session", "Summary", "TaskError", "__version__",
     "default_model_path", "load",
 ]

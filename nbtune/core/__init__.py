@@ -4,19 +4,22 @@ Never imports IPython, ipywidgets or matplotlib (a test enforces it); the notebo
 layers over this package's public API.
 """
 
+from .adapters import AdapterInfo, LoraTargets
 from .errors import (
-    HeadError, MetaModelError, ModelLoadError, NbtuneError, SelectorError, TaskError,
+    AdapterError, HeadError, MetaModelError, ModelLoadError, NbtuneError, SaveError, SelectorError, TaskError,
 )
 from .freeze import FreezeReport, Selection
+from .heads import HeadChange
 from .inspect import LayerTree, ModuleInfo
 from .loading import ModelSource, load
 from .memory import MemoryEstimate
 from .params import ParamCounts
+from .persist import SaveReport
 from .session import Session
 from .summary import Summary
 
 __all__ = [
-    "FreezeReport", "HeadError", "LayerTree", "MemoryEstimate", "MetaModelError", "ModelLoadError",
-    "ModelSource", "ModuleInfo", "NbtuneError", "ParamCounts", "Selection", "SelectorError", "Session",
-    "Summary", "TaskError", "load",
+    "AdapterError", "AdapterInfo", "FreezeReport", "HeadChange", "HeadError", "LayerTree", "LoraTargets",
+    "MemoryEstimate", "MetaModelError", "ModelLoadError", "ModelSource", "ModuleInfo", "NbtuneError", "ParamCounts",
+    "SaveError", "SaveReport", "Selection", "SelectorError", "Session", "Summary", "TaskError", "load",
 ]

@@ -24,9 +24,37 @@ QKV_NAMES = frozenset({
 })
 
 
+# Name parts peft gives the parameters it adds (LoRA/DoRA, IA3, soft prompts, trainable head copies).
+_ADAPTER_MARKERS = ("lora_", "ia3_", "prompt_encoder", "modules_to_save")
+
+
 def is_linear_like(module: nn.Module) -> bool:
-    """Linear layers and GPT-2's Conv1D (a Linear with transposed weight)."""
+    """Linear layers and GPT-2's Conv1D (a Linear with transposed weight), also once peft has wrapped them."""
+    base = getattr(module, "base_layer", None)
+    if isinstance(base, nn.Module) and base is not module:
+        return is_linear_like(base)
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def is_adapter_param(name: str) -> bool:
+    """Parameters added by peft (adapter weights, soft prompts, trainable copies of the head)."""
+    return any(part.startswith(_ADAPTER_MARKERS) for part in name.split("."))
+
+
+def is_shadow_param(name: str) -> bool:
+    """peft's frozen copy of a head it trains (``classifier.original_module``): never trained by nbtune."""
+    return ".original_module." in name or name.startswith("original_module.")
+
+
+def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
+    """(the transformers/plain model inside a peft wrapper, its dotted path); the model itself otherwise."""
+    get_base = getattr(model, "get_base_model", None)
+    if callable(get_base) and hasattr(model, "peft_config"):
+        inner = get_base()
+        for name, module in model.named_modules():
+            if module is inner:
+                return inner, name
+    return model, ""
 
 
 def has_params(module: nn.Module) -> bool:
@@ -41,6 +69,9 @@ def head_module_names(model: nn.Module) -> list[str]:
     modules: top-level children with a known head name; failing that, the last module with
     parameters (the final ``Linear`` of a hand-written CNN, say).
     """
+    inner, prefix = unwrap(model)
+    if inner is not model:
+        return [f"{prefix}.{n}" if prefix else n for n in head_module_names(inner)]
     base = getattr(model, "base_model", None)
     children = [(n, m) for n, m in model.named_children() if has_params(m)]
     if isinstance(base, nn.Module) and base is not model:
@@ -54,10 +85,7 @@ def head_module_names(model: nn.Module) -> list[str]:
     for name, module in model.named_modules():
         if name and any(True for _ in module.parameters(recurse=False)):
             last = name
-    if last is None:
-        return []
-    # Prefer the whole top-level child when the model is a plain stack of layers.
-    return [last]
+    return [last] if last is not None else []
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,14 @@ class HeadError(NbtuneError):
     """The task head cannot be found or replaced as asked."""
 
 
+class AdapterError(NbtuneError):
+    """An adapter cannot be attached, switched, merged or loaded as asked."""
+
+
+class SaveError(NbtuneError):
+    """A session cannot be saved or restored as asked."""
+
+
 class MetaModelError(NbtuneError):
     """An operation needs real weights but the model was built on the meta device."""
 

@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .architecture import (
-    block_lists, embedding_module_names, head_module_names, modules_after, qkv_module_names,
+    block_lists, embedding_module_names, head_module_names, is_adapter_param, is_shadow_param, modules_after,
+    qkv_module_names,
 )
 from .errors import SelectorError, close_matches
 from .params import ParamIndex, param_numel
 
-PRESETS = ("all", "head", "qkv", "top:N", "bitfit", "embeddings")
+PRESETS = ("all", "head", "qkv", "top:N", "bitfit", "embeddings", "adapters")
 SELECTOR_HELP = (
     "Selectors are dotted names ('encoder.layer.0'), globs ('*.attention.*'), 're:<regex>', "
     "ranges ('encoder.layer.[0-3]', 'layers.[-2:]'), 'type:<Class>' or presets "
-    "(all, head, qkv, top:N, bitfit, embeddings)."
+    "(all, head, qkv, top:N, bitfit, embeddings, adapters)."
 )
 _RANGE = re.compile(r"^(?P<prefix>[^\[]*?)\.?\[(?P<spec>[-0-9:, ]+)\](?P<rest>.*)$")
 
@@ -149,6 +150,13 @@ class _Resolver:
             return [n for n in self.index.params if n.split(".")[-1] == "bias"]
         if key == "embeddings":
             return embedding_module_names(self.model)
+        if key in ("adapter", "adapters"):
+            active = _active_adapter(self.model)
+            found = [n for n in self.index.params
+                     if is_adapter_param(n) and not is_shadow_param(n) and (active is None or active in n.split("."))]
+            if not found:
+                raise SelectorError("Preset 'adapters' matched nothing: no adapter is attached (use add_lora & co.).")
+            return found
         if key.startswith("top:"):
             return self._top(sel)
         return None
@@ -215,8 +223,14 @@ class _Resolver:
                     chosen.update(self.index.under(name))
                 else:
                     chosen.add(self.index.resolve_name(name))
-        ordered = [n for n in self.index.params if n in chosen]
+        # peft's frozen backup of a trained head is never trained: selecting the head means its live copy.
+        ordered = [n for n in self.index.params if n in chosen and not is_shadow_param(n)]
         return Selection(ordered, matches)
+
+
+def _active_adapter(model: nn.Module) -> str | None:
+    active = getattr(model, "active_adapter", None)
+    return active if isinstance(active, str) else None
 
 
 def _parse_indices(selector: str, spec: str, count: int, container: str) -> list[int]:

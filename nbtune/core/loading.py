@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import persist
 from .errors import ModelLoadError, TaskError
 from .tasks import TaskSpec, auto_class, get_task, supported_tasks, task_from_class_name
 
@@ -198,6 +199,7 @@ def load(
     trust_remote_code: bool = False,
     dtype: str | torch.dtype | None = "float32",
     revision: str | None = None,
+    adapter: str | os.PathLike | None = None,
     **model_kwargs: Any,
 ):
     """Load a pretrained model into a new :class:`~nbtune.Session`.
@@ -218,8 +220,59 @@ def load(
         dtype: weights dtype; float32 by default (mixed precision comes from the trainer), ``"auto"`` keeps
             the checkpoint's.
         revision: hub branch, tag or commit.
+        adapter: a folder written by ``Session.save``, restored onto this base model (needed when the saved
+            session's base was a Python ``nn.Module``; otherwise ``nbtune.load(folder)`` finds the base itself).
         **model_kwargs: passed to ``from_pretrained``.
     """
+    if adapter is not None:
+        session = load(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
+                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
+                       **model_kwargs)
+        meta = persist.read_meta(adapter)
+        if meta is None:
+            raise ModelLoadError(f"{adapter} is not a folder written by Session.save (no {persist.META_FILE}).")
+        persist.restore(session, adapter, meta)
+        return session
+    if isinstance(source, (str, os.PathLike)) and not isinstance(source, nn.Module):
+        meta = persist.read_meta(source) if Path(str(source)).expanduser().is_dir() else None
+        if meta is not None:
+            return _load_saved(source, meta, dtype=dtype, **model_kwargs)
+    return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
+                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
+                       **model_kwargs)
+
+
+def _load_saved(folder, meta: dict[str, Any], dtype, **model_kwargs):
+    """Reload a folder written by ``Session.save``: base model, then adapters and trained weights."""
+    base = meta["base"]
+    labels = list(meta["id2label"].values()) if meta.get("id2label") else None
+    has_tokenizer = any(Path(str(folder)).expanduser().glob("tokenizer*"))
+    tokenizer = str(folder) if has_tokenizer else False
+    if not meta["peft"] and meta.get("has_config"):
+        session = _load_model(folder, meta["task"], labels=labels, tokenizer=tokenizer, dtype=dtype, **model_kwargs)
+    elif base["kind"] == "module":
+        raise ModelLoadError(
+            f"{folder} was saved from a Python nn.Module, which cannot be rebuilt from a file. Build the module again "
+            f"and pass it: nbtune.load(MyModel(), adapter={str(folder)!r})."
+        )
+    else:
+        location = base["location"]
+        if base["kind"] != "hub" and not Path(location).exists():
+            raise ModelLoadError(
+                f"{folder} adapts the base model at {location}, which no longer exists. Load the base yourself and "
+                f"pass the folder: nbtune.load('path/to/base', task={meta['task']!r}, adapter={str(folder)!r})."
+            )
+        session = _load_model(location, meta["task"], labels=labels, gguf_file=base.get("gguf_file"),
+                              tokenizer=tokenizer, trust_remote_code=base.get("trust_remote_code", False),
+                              revision=base.get("revision"), dtype=dtype, **model_kwargs)
+    persist.restore(session, folder, meta)
+    return session
+
+
+def _load_model(
+    source, task=None, num_labels=None, *, labels=None, gguf_file=None, weights=True, tokenizer=None,
+    trust_remote_code=False, dtype="float32", revision=None, **model_kwargs,
+):
     from .session import Session
 
     if isinstance(source, nn.Module):

@@ -112,11 +112,18 @@ def count_params(model: nn.Module, depth: int = 1) -> ParamCounts:
             trainable += n
             trainable_bytes += nbytes
 
+    from .architecture import unwrap
+
+    # Inside a peft wrapper, list the wrapped model's modules (bert, classifier) and peft's own (prompt_encoder).
+    inner, prefix = unwrap(model)
+    level = (prefix.count(".") + 1 if prefix else 0) + depth - 1
     by_module = []
     seen: set[int] = set()  # a tied weight is counted in the first module that owns it
-    for name, module in model.named_modules():
-        if not name or name.count(".") != depth - 1:
-            continue
+    candidates = [(n[len(prefix) + 1:] if prefix else n, m) for n, m in model.named_modules()
+                  if n and n.count(".") == level and (not prefix or n.startswith(prefix + "."))]
+    if prefix:
+        candidates += [(n, m) for n, m in model.named_children() if m is not inner and n != prefix.split(".")[0]]
+    for name, module in candidates:
         tot = tr = 0
         for p in module.parameters():
             if id(p) in seen:

@@ -6,12 +6,16 @@ typed as ``%nbtune freeze`` or called from Python goes through the same code.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 from torch import nn
 
 from . import freeze as freeze_mod
-from .errors import MetaModelError
+from . import persist
+from .adapters import METHODS, AdapterInfo, LoraTargets, adapter_infos, is_peft_model, lora_targets
+from .adapters import manager as adapter_manager
+from .errors import HeadError, MetaModelError
 from .heads import HeadChange, reset_head as _reset_head
 from .inspect import LayerTree
 from .loading import ModelSource
@@ -41,6 +45,9 @@ class Session:
         # Freeze calls in order, so they can be re-applied after an adapter is attached (peft resets
         # requires_grad when it wraps a model).
         self.freeze_log: list[tuple[str, tuple[str, ...]]] = []
+        self.adapter_settings: dict[str, dict[str, Any]] = {}
+        # Names of parameters a training run has updated; saved even if frozen afterwards.
+        self.trained_params: set[str] = set()
         self._listeners: list[Callable[[str], None]] = []
 
     # -- identity ------------------------------------------------------------------------------
@@ -131,6 +138,9 @@ class Session:
     # -- head ----------------------------------------------------------------------------------
     def reset_head(self, num_labels: int | None = None, labels: list[str] | None = None) -> HeadChange:
         """Replace the task head with a fresh one (``num_labels`` wide), or re-initialise it in place."""
+        if is_peft_model(self.model):
+            raise HeadError("Reset the head before attaching adapters: peft keeps its own copy of the head. "
+                            "merge() or start from the base model, reset the head, then attach again.")
         change = _reset_head(self.model, self.task, num_labels=num_labels, labels=labels)
         self._changed("head")
         return change
@@ -158,3 +168,95 @@ class Session:
     def eval_mode(self) -> nn.Module:
         """Put the whole model in eval mode (dropout off, normalisation statistics fixed)."""
         return self.model.eval()
+
+    # -- adapters (peft) -------------------------------------------------------------------------
+    def lora_targets(self, include_head: bool = False) -> LoraTargets:
+        """Modules LoRA can wrap, grouped by short name, with the parameters each adds per unit of rank."""
+        from .architecture import unwrap
+
+        return lora_targets(unwrap(self.model)[0], include_head=include_head)
+
+    def _attach(self, method: str, name: str, **settings: Any) -> AdapterInfo:
+        plan = METHODS[method](self.model, self.task, **settings)  # validates; the model is untouched so far
+        model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
+        self.model = model
+        self.adapter_settings[name] = {"method": method, **plan.settings}
+        self.notes.extend(notes)
+        self._changed("adapter")
+        return next(a for a in self.adapters if a.name == name)
+
+    def add_lora(self, r: int = 8, alpha: float | None = None, dropout: float = 0.05, targets: Any = "qkv",
+                 dora: bool = False, rslora: bool = False, bias: str = "none", name: str = "default") -> AdapterInfo:
+        """Attach LoRA: a trainable low-rank update beside each target Linear/Conv/Embedding.
+
+        Args:
+            r: rank. alpha: scaling numerator (default 2*r). dropout: on the LoRA input.
+            targets: ``"qkv"``, ``"all-linear"``, short names (``["query", "value"]``) or freeze selectors.
+            dora: weight-decomposed LoRA. rslora: rank-stabilised scaling alpha/sqrt(r).
+            name: adapter name (several adapters can live on one session).
+        The task head of classification tasks stays trainable and is saved with the adapter.
+        """
+        return self._attach("lora", name, r=r, alpha=alpha, dropout=dropout, targets=targets, dora=dora,
+                            rslora=rslora, bias=bias)
+
+    def add_prompt_tuning(self, n_tokens: int = 20, init_text: str | None = None, name: str = "default") -> AdapterInfo:
+        """Prepend ``n_tokens`` trainable virtual token embeddings, random or initialised from ``init_text``."""
+        return self._attach("prompt", name, tokenizer=self.tokenizer, n_tokens=n_tokens, init_text=init_text)
+
+    def add_prefix_tuning(self, n_tokens: int = 10, projection: bool = False, hidden: int | None = None,
+                          name: str = "default") -> AdapterInfo:
+        """Train key/value prefixes of ``n_tokens`` positions in every attention layer."""
+        return self._attach("prefix", name, n_tokens=n_tokens, projection=projection, hidden=hidden)
+
+    def add_ptuning(self, n_tokens: int = 10, encoder: str = "MLP", hidden: int | None = None,
+                    name: str = "default") -> AdapterInfo:
+        """P-tuning: virtual tokens produced by a small trainable prompt encoder (MLP or LSTM)."""
+        return self._attach("ptuning", name, n_tokens=n_tokens, encoder=encoder, hidden=hidden)
+
+    def add_ia3(self, targets: Any = None, feedforward: Any = None, name: str = "default") -> AdapterInfo:
+        """IA3: learned rescaling of attention keys/values and feed-forward activations."""
+        return self._attach("ia3", name, targets=targets, feedforward=feedforward)
+
+    @property
+    def adapters(self) -> list[AdapterInfo]:
+        """The attached adapters (name, method, active, own parameter count, settings)."""
+        return adapter_infos(self.model, self.adapter_settings)
+
+    def set_adapter(self, name: str) -> None:
+        """Make adapter ``name`` the active (and trained) one."""
+        self.notes.extend(adapter_manager.set_active(self.model, name, self.freeze_log))
+        self._changed("adapter")
+
+    def disable_adapters(self) -> None:
+        """Run the base model: LoRA/IA3 layers switched off in place until ``enable_adapters()``."""
+        adapter_manager.set_enabled(self.model, False)
+        self._changed("adapter")
+
+    def enable_adapters(self) -> None:
+        """Switch LoRA/IA3 layers back on."""
+        adapter_manager.set_enabled(self.model, True)
+        self._changed("adapter")
+
+    @contextlib.contextmanager
+    def adapters_disabled(self):
+        """``with s.adapters_disabled(): ...`` runs the base model inside the block, for any method."""
+        with adapter_manager.disabled(self.model):
+            yield self
+
+    def merge(self) -> list[str]:
+        """Fold the active LoRA/IA3 adapter into the base weights; the session then holds a plain model."""
+        self.require_weights("merge")
+        merged, notes = adapter_manager.merge(self.model)
+        self.model = merged
+        self.adapter_settings = {}
+        self.notes.extend(notes)
+        self._changed("adapter")
+        return notes
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, folder: str) -> persist.SaveReport:
+        """Save adapters (or the model), the trained head, the tokenizer and nbtune's metadata to ``folder``.
+
+        ``nbtune.load(folder)`` gives back the same model: the same logits, the same trainable set.
+        """
+        return persist.save_session(self, folder)

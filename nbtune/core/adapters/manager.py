@@ -1,0 +1,239 @@
+"""Attaching, switching, disabling and merging adapters on a session's model, safely.
+
+peft does the work; this module makes it safe for a notebook: a failed attach is rolled back, the
+user's own freeze choices are re-applied after peft resets ``requires_grad``, and errors say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..architecture import is_adapter_param, is_shadow_param, unwrap
+from ..errors import AdapterError, SelectorError
+from ..freeze import select
+from ..params import param_numel
+from .methods import MERGEABLE, AdapterPlan
+
+METHOD_OF_PEFT_TYPE = {"LORA": "lora", "PROMPT_TUNING": "prompt", "PREFIX_TUNING": "prefix",
+                       "P_TUNING": "ptuning", "IA3": "ia3"}
+
+
+@dataclass
+class AdapterInfo:
+    """One adapter on the session: its name, method, whether it is active, its own parameter count."""
+
+    name: str
+    method: str
+    active: bool
+    params: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        star = "*" if self.active else " "
+        return f"{star} {self.name}: {self.method} ({self.params:,} params) {self.settings}"
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None))
+
+
+def method_of(model: nn.Module, name: str) -> str:
+    peft_type = model.peft_config[name].peft_type
+    return METHOD_OF_PEFT_TYPE.get(str(getattr(peft_type, "value", peft_type)), str(peft_type).lower())
+
+
+def adapter_infos(model: nn.Module, settings: dict[str, dict]) -> list[AdapterInfo]:
+    if not is_peft_model(model):
+        return []
+    active = model.active_adapter
+    out = []
+    for name in model.peft_config:
+        n = sum(param_numel(p) for pname, p in model.named_parameters()
+                if is_adapter_param(pname) and not is_shadow_param(pname) and name in pname.split("."))
+        out.append(AdapterInfo(name, method_of(model, name), name == active, n, settings.get(name, {})))
+    return out
+
+
+def _probe_inputs(model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """A three-token batch to check that the adapted model still runs (prefix tuning may not)."""
+    config = getattr(unwrap(model)[0], "config", None)
+    if config is None:
+        return None
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1, 2, 3]], device=device) % max(getattr(config, "vocab_size", 4), 4)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if getattr(config, "is_encoder_decoder", False):
+        batch["decoder_input_ids"] = ids[:, :1] * 0 + (getattr(config, "decoder_start_token_id", 0) or 0)
+    return batch
+
+
+def _probe(model: nn.Module) -> None:
+    batch = _probe_inputs(model)
+    if batch is None:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(**batch)
+    finally:
+        model.train(was_training)
+
+
+def _strip_peft_layers(base: nn.Module) -> None:
+    """Undo peft's in-place changes to a base model (tuner layers and trainable head copies)."""
+    for name, module in list(base.named_modules()):
+        replacement = None
+        if hasattr(module, "original_module") and hasattr(module, "modules_to_save"):
+            replacement = module.original_module
+        elif hasattr(module, "get_base_layer") and hasattr(module, "base_layer"):
+            replacement = module.get_base_layer()
+        if replacement is not None and name:
+            parent, _, attr = name.rpartition(".")
+            setattr(base.get_submodule(parent) if parent else base, attr, replacement)
+
+
+def _init_prompt_from_text(model: nn.Module, name: str, ids: list[int]) -> None:
+    """Initialise virtual tokens from the embeddings of ``ids`` repeated to length (peft's TEXT init)."""
+    weight = model.prompt_encoder[name].embedding.weight
+    total = weight.shape[0]
+    tiled = (ids * (total // len(ids) + 1))[:total]
+    emb = model.word_embeddings(torch.tensor(tiled, device=weight.device))
+    with torch.no_grad():
+        weight.copy_(emb.detach().to(weight.dtype))
+
+
+def replay_freeze_log(model: nn.Module, log: list[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """Re-apply the user's freeze/unfreeze calls to base parameters after peft reset them.
+
+    Adapter parameters are left as peft set them; a selector that no longer resolves is reported, not raised.
+    """
+    notes = []
+    for action, selectors in log:
+        try:
+            names = select(model, *selectors).params
+        except SelectorError as exc:
+            notes.append(f"could not re-apply {action}{selectors} after attaching: {exc}")
+            continue
+        for pname in names:
+            if not is_adapter_param(pname):
+                model.get_parameter(pname).requires_grad_(action == "unfreeze")
+    return notes
+
+
+def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[nn.Module, list[str]]:
+    """Attach ``plan`` as adapter ``name``; return (the peft model, notes). Rolls back on any failure."""
+    from peft import get_peft_model
+
+    if not isinstance(name, str) or not name.strip() or "." in name:
+        raise AdapterError(f"Adapter names are non-empty strings without dots; got {name!r}.")
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    if is_peft_model(model):
+        if name in model.peft_config:
+            raise AdapterError(f"An adapter named {name!r} already exists; choose another name= or "
+                               f"remove it with delete_adapter({name!r}).")
+        current = method_of(model, model.active_adapter)
+        if current != plan.method:
+            raise AdapterError(
+                f"This session's adapters are {current}; peft cannot hold a {plan.method} adapter beside them in one "
+                "model. Merge (LoRA/IA3) or save and reload the base model first, or start a new session."
+            )
+        previous = model.active_adapter
+        try:
+            model.add_adapter(name, plan.config)
+            model.set_adapter(name)
+            if plan.init_text_ids:
+                _init_prompt_from_text(model, name, plan.init_text_ids)
+            _probe(model)
+        except Exception as exc:
+            if name in model.peft_config:
+                model.delete_adapter(name)
+            model.set_adapter(previous)
+            _restore_flags(model, flags)
+            raise AdapterError(f"Could not attach {plan.method} adapter {name!r}: {exc}") from None
+        wrapped = model
+    else:
+        try:
+            wrapped = get_peft_model(model, plan.config, adapter_name=name)
+        except Exception as exc:  # peft validates targets and architectures; keep the model as it was
+            _strip_peft_layers(model)
+            _restore_flags(model, flags)
+            raise AdapterError(
+                f"Could not attach {plan.method} to {type(model).__name__}: peft says {exc!r}. This method may not "
+                "support the architecture; LoRA and IA3 work on any model with Linear layers. Nothing was changed."
+            ) from None
+        try:
+            if plan.init_text_ids:
+                _init_prompt_from_text(wrapped, name, plan.init_text_ids)
+            _probe(wrapped)
+        except Exception as exc:
+            _strip_peft_layers(model)
+            _restore_flags(model, flags)
+            raise AdapterError(
+                f"{plan.method} tuning does not work with {type(model).__name__} in this version of peft/transformers "
+                f"({type(exc).__name__}: {exc}). Use LoRA or IA3 on this model instead."
+            ) from None
+    notes = replay_freeze_log(wrapped, freeze_log)
+    return wrapped, notes + plan.notes
+
+
+def _restore_flags(model: nn.Module, flags: dict[str, bool]) -> None:
+    for n, p in model.named_parameters():
+        if n in flags:
+            p.requires_grad_(flags[n])
+
+
+def require_peft(model: nn.Module, action: str) -> None:
+    if not is_peft_model(model):
+        raise AdapterError(f"Cannot {action}: no adapter is attached. Add one with add_lora(), add_prompt_tuning()...")
+
+
+def set_active(model: nn.Module, name: str, freeze_log) -> list[str]:
+    require_peft(model, "set an adapter")
+    if name not in model.peft_config:
+        raise AdapterError(f"No adapter named {name!r}; adapters: {list(model.peft_config)}.")
+    model.set_adapter(name)
+    return replay_freeze_log(model, freeze_log)
+
+
+def set_enabled(model: nn.Module, enabled: bool) -> None:
+    require_peft(model, "enable or disable adapters")
+    if method_of(model, model.active_adapter) not in MERGEABLE:
+        raise AdapterError(
+            "Soft-prompt adapters cannot be switched off in place; use `with s.adapters_disabled(): ...` to run "
+            "the base model for a block of code."
+        )
+    if enabled:
+        model.base_model.enable_adapter_layers()
+    else:
+        model.base_model.disable_adapter_layers()
+
+
+@contextlib.contextmanager
+def disabled(model: nn.Module):
+    require_peft(model, "disable adapters")
+    with model.disable_adapter():
+        yield
+
+
+def merge(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Fold the active LoRA/IA3 adapter into the base weights; return (plain model, notes)."""
+    require_peft(model, "merge")
+    active = model.active_adapter
+    method = method_of(model, active)
+    if method not in MERGEABLE:
+        raise AdapterError(
+            f"Adapter {active!r} is {method} tuning: its virtual tokens are extra inputs, not a weight change, so "
+            "there is nothing to merge. Save it with s.save(folder) and load it with peft or nbtune.load(folder)."
+        )
+    others = [n for n in model.peft_config if n != active]
+    merged = model.merge_and_unload(adapter_names=[active])
+    notes = [f"merged adapter {active!r} ({method}) into the base weights"]
+    if others:
+        notes.append(f"dropped the other adapters {others}: merge keeps only the active one")
+    return merged, notes

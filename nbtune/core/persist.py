@@ -1,0 +1,213 @@
+"""Saving a session to a folder and restoring it: ``Session.save`` and ``nbtune.load(folder)``.
+
+Layout of a saved folder:
+
+- ``nbtune.json``: task, labels, where the base model came from, adapters, trainable names, freeze log.
+- with adapters: peft's own files (``adapter_config.json`` + ``adapter_model.safetensors``; extra adapters in
+  sub-folders named after them), so peft users can load them directly, plus
+  ``nbtune_trainable.safetensors``: every trainable (or trained) parameter by name. peft stores P-tuning's
+  computed prompt instead of its encoder, and never stores base modules the user unfroze; this file keeps
+  both, so a reload continues training bit for bit.
+- without adapters: a transformers model is saved with ``save_pretrained``; a plain ``nn.Module``'s full state
+  goes into ``nbtune_trainable.safetensors``.
+- the tokenizer, when the session has one.
+
+Files are written to a temporary folder that is renamed into place, so a crash never leaves half a save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .errors import SaveError
+
+META_FILE = "nbtune.json"
+STATE_FILE = "nbtune_trainable.safetensors"
+FORMAT = 1
+
+
+@dataclass
+class SaveReport:
+    """What ``save`` wrote: the folder, its files, and how many trainable parameters they hold."""
+
+    folder: str
+    files: list[str]
+    trainable_saved: int
+    adapters: list[str]
+
+    def __repr__(self) -> str:
+        return (f"saved to {self.folder}: {len(self.files)} files, {self.trainable_saved:,} trainable parameters"
+                + (f", adapters {self.adapters}" if self.adapters else ""))
+
+
+def _is_pretrained(model) -> bool:
+    return callable(getattr(model, "save_pretrained", None)) and hasattr(model, "config")
+
+
+def _atomic_dir(folder: Path):
+    """A temporary sibling of ``folder`` to write into; ``_commit`` moves it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+
+
+def _commit(tmp: Path, folder: Path) -> None:
+    backup = None
+    if folder.exists():
+        backup = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, backup)
+    os.replace(tmp, folder)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
+    """Parameters to store ourselves: trainable, trained, and every adapter weight (inactive adapters too)."""
+    from .architecture import is_adapter_param, is_shadow_param
+
+    model = session.model
+    names = {n for n, p in model.named_parameters()
+             if p.requires_grad or (is_adapter_param(n) and not is_shadow_param(n))} | set(session.trained_params)
+    out = {}
+    for name, tensor in list(model.named_parameters()) + (list(model.named_buffers()) if everything else []):
+        if everything or name in names:
+            out[name] = tensor.detach().to("cpu").clone().contiguous()
+    return out
+
+
+def save_session(session, folder: str | os.PathLike) -> SaveReport:
+    """Write ``session`` to ``folder`` (replacing a previous save there) and return what was written."""
+    from safetensors.torch import save_file
+
+    from .adapters.manager import is_peft_model
+
+    session.require_weights("save")
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise SaveError(f"{folder} is a file; pass a folder to save into.")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / META_FILE).exists():
+        raise SaveError(f"{folder} already holds files that are not an nbtune save; choose an empty or new folder.")
+    model = session.model
+    peft = is_peft_model(model)
+    tmp = _atomic_dir(folder)
+    try:
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if peft:
+            model.save_pretrained(str(tmp))
+            state = _state_to_save(session, everything=False)
+        elif _is_pretrained(model):
+            model.save_pretrained(str(tmp))
+            state = {}
+        else:
+            state = _state_to_save(session, everything=True)
+        if state:
+            save_file(state, str(tmp / STATE_FILE))
+        if session.tokenizer is not None and hasattr(session.tokenizer, "save_pretrained"):
+            session.tokenizer.save_pretrained(str(tmp))
+        trainable_saved = (sum(t.numel() for n, t in state.items() if n in set(trainable)) if state
+                           else sum(p.numel() for p in model.parameters() if p.requires_grad))
+        meta = _metadata(session, peft, trainable, trainable_saved)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        _commit(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SaveReport(str(folder), files, trainable_saved, meta["adapters"])
+
+
+def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -> dict[str, Any]:
+    source = asdict(session.source)
+    if source.get("location") and source["kind"] in ("folder", "gguf"):
+        source["location"] = str(Path(source["location"]).resolve())
+    config = getattr(getattr(session.model, "config", None), "to_dict", None)
+    id2label = None
+    inner_config = getattr(_inner(session.model), "config", None)
+    if session.task in ("text-classification", "token-classification") and inner_config is not None:
+        id2label = {int(k): v for k, v in inner_config.id2label.items()}
+    return {
+        "format": FORMAT,
+        "nbtune_version": __version__,
+        "task": session.task,
+        "base": source,
+        "peft": peft,
+        "adapters": list(session.model.peft_config) if peft else [],
+        "active_adapter": session.model.active_adapter if peft else None,
+        "adapter_settings": session.adapter_settings,
+        "id2label": id2label,
+        "trainable": trainable,
+        "trainable_numel": trainable_saved,
+        "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
+        "has_config": config is not None,
+    }
+
+
+def _inner(model):
+    from .architecture import unwrap
+
+    return unwrap(model)[0]
+
+
+def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The saved metadata of an nbtune folder, or None when ``folder`` is not one."""
+    path = Path(folder).expanduser() / META_FILE
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    if meta.get("format", 0) > FORMAT:
+        raise SaveError(f"{folder} was saved by a newer nbtune ({meta.get('nbtune_version')}); upgrade nbtune to load it.")
+    return meta
+
+
+def _adapter_dir(folder: Path, name: str) -> Path:
+    return folder if name == "default" else folder / name
+
+
+def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Put a saved folder's adapters, trained weights and freeze state onto ``session`` (its base model)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder).expanduser()
+    if meta["peft"]:
+        # Rebuild the adapters from their saved configs, then load the exact weights from our state file:
+        # peft will not reload prompt-learning adapters as trainable (it stores their computed prompt only).
+        from peft import PeftConfig, get_peft_model
+
+        first, *rest = meta["adapters"]
+        configs = {}
+        for name in meta["adapters"]:
+            config = PeftConfig.from_pretrained(str(_adapter_dir(folder, name)))
+            config.inference_mode = False
+            configs[name] = config
+        model = get_peft_model(session.model, configs[first], adapter_name=first)
+        for name in rest:
+            model.add_adapter(name, configs[name])
+        model.set_adapter(meta["active_adapter"])
+        session.model = model
+    state_path = folder / STATE_FILE
+    if state_path.exists():
+        state = load_file(str(state_path))
+        own = dict(session.model.named_parameters())
+        own.update(dict(session.model.named_buffers()))
+        missing = [n for n in state if n not in own]
+        if missing:
+            raise SaveError(
+                f"{folder} holds weights for {missing[:3]} (+{max(len(missing) - 3, 0)}) that this model lacks: it was "
+                "saved from a different architecture or adapter set."
+            )
+        with torch.no_grad():
+            for name, tensor in state.items():
+                own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+    trainable = set(meta["trainable"])
+    for name, param in session.model.named_parameters():
+        param.requires_grad_(name in trainable)
+    session.freeze_log = [(a, tuple(s)) for a, s in meta.get("freeze_log", [])]
+    session.adapter_settings = dict(meta.get("adapter_settings") or {})
