@@ -49,6 +49,7 @@ class Session:
         # Names of parameters a training run has updated; saved even if frozen afterwards.
         self.trained_params: set[str] = set()
         self._listeners: list[Callable[[str], None]] = []
+        self._training = None
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -260,3 +261,85 @@ class Session:
         ``nbtune.load(folder)`` gives back the same model: the same logits, the same trainable set.
         """
         return persist.save_session(self, folder)
+
+    # -- training ----------------------------------------------------------------------------------
+    @property
+    def training(self):
+        """Optimizer, schedule, run position and history kept between ``train`` calls."""
+        if self._training is None:
+            from .training.loop import TrainingState
+
+            self._training = TrainingState()
+        return self._training
+
+    @property
+    def history(self):
+        """Every step and evaluation of every run of this session (``.to_pandas()`` for a table)."""
+        return self.training.history
+
+    def train(self, data: Any, eval: Any = None, *, callbacks: Any = (), resume: Any = None, log: bool = True,
+              **settings: Any):
+        """Fine-tune on ``data`` and return a RunResult (history, metrics, outcome).
+
+        Args:
+            data: a DataFrame, CSV/TSV/JSON/JSONL path, datasets.Dataset/DatasetDict, list of dicts or of strings.
+            eval: evaluation data in the same forms (a DatasetDict's validation split is used by default).
+            callbacks: extra listeners ``f(event, control)`` (the notebook dashboard is one).
+            resume: ``True`` continues an interrupted run of this session; a folder continues from its newest
+                complete checkpoint (after a kernel restart: set the session up the same way first).
+            log: print progress lines to stdout.
+            **settings: any TrainConfig field: epochs, lr, batch_size, grad_accum, warmup, schedule, head_lr,
+                layer_decay, max_length, seed, precision, eval_every, early_stopping, checkpoint_dir, save_every,
+                auto_batch, columns={'text': ..., 'label': ...}...
+        Calling train again continues from the current weights, keeping the optimizer state unless the
+        trainable set changed.
+        """
+        from .training.config import TrainConfig
+        from .training.loop import fit
+
+        cfg = TrainConfig.from_kwargs(**settings)
+        result = fit(self, data, eval, cfg, callbacks=callbacks, resume=resume, log=log)
+        self._changed("train")
+        return result
+
+    def evaluate(self, data: Any, batch_size: int = 32, max_length: int | None = 256,
+                 columns: dict[str, str] | None = None) -> dict[str, float]:
+        """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""
+        from .tasks.handlers import handler_for
+        from .training.config import TrainConfig
+        from .training.loop import _prepare_data, evaluate_features, get_accelerator
+
+        self.require_weights("evaluate")
+        cfg = TrainConfig(batch_size=batch_size, eval_batch_size=batch_size, max_length=max_length,
+                          columns=dict(columns or {}))
+        handler = handler_for(self)
+        features = _prepare_data(self, handler, data, cfg, None, "evaluation")
+        accelerator = get_accelerator("auto")
+        self.model.to(accelerator.device)
+        return evaluate_features(self, handler, features, cfg, accelerator)
+
+    def predict(self, texts: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
+        """Labels and scores for texts (a string, a list of strings, or a list of (text, text_pair) pairs)."""
+        from .tasks.handlers import handler_for
+
+        self.require_weights("predict")
+        handler = handler_for(self)
+        if not hasattr(handler, "predict_rows"):
+            raise HeadError(f"predict() returns labels for classification; this session's task is {self.task}.")
+        items = [texts] if isinstance(texts, (str, tuple)) else list(texts)
+        if not items:
+            return []
+        device = next(self.model.parameters()).device
+        out: list[dict[str, Any]] = []
+        self.eval_mode()
+        import torch
+
+        with torch.no_grad():
+            for i in range(0, len(items), batch_size):
+                chunk = items[i:i + batch_size]
+                first = [c[0] if isinstance(c, tuple) else c for c in chunk]
+                second = [c[1] for c in chunk] if all(isinstance(c, tuple) for c in chunk) else None
+                enc = self.tokenizer(first, second, padding=True, truncation=True, max_length=max_length,
+                                     return_tensors="pt").to(device)
+                out.extend(handler.predict_rows(self, self.model(**enc).logits))
+        return out

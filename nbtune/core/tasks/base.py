@@ -1,0 +1,57 @@
+"""What every task module provides to the training loop: prepare, collate, collect, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..training.data import DataError, Features
+
+
+class TaskHandler:
+    """Base class for one task. Subclasses set ``name``, ``main_metric`` and implement the hooks."""
+
+    name = ""
+    main_metric = "loss"
+    greater_is_better = False
+
+    def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
+        """Validate columns and labels, tokenize, and return features (raises DataError, changes nothing)."""
+        raise NotImplementedError
+
+    def collator(self, session, cfg):
+        """A callable turning a list of features into a padded batch of tensors."""
+        raise NotImplementedError
+
+    def collect(self, outputs, batch: dict[str, torch.Tensor], store: dict[str, list]) -> None:
+        """Keep what ``metrics`` needs from one evaluation batch (on the CPU)."""
+
+    def metrics(self, store: dict[str, list], loss: float) -> dict[str, float]:
+        return {"loss": loss}
+
+    def apply(self, session, features: Features) -> None:
+        """Changes to the model that the data implies (label names), made only once all data is valid."""
+
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["input_ids"].shape[0])
+
+    def tokens_of(self, batch: dict[str, torch.Tensor]) -> int:
+        mask = batch.get("attention_mask")
+        return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+
+def require_tokenizer(session, task: str) -> Any:
+    if session.tokenizer is None:
+        raise DataError(f"Training a {task} model on text needs a tokenizer; load the model with one "
+                        "(nbtune.load(..., tokenizer='path')) or set session.tokenizer.")
+    return session.tokenizer
+
+
+def texts_of(table, column: str) -> list[str]:
+    """The column as strings; a missing or empty text is an error naming the example."""
+    values = table[column].tolist()
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v.strip():
+            raise DataError(f"Example {i} has no text in column {column!r} (got {v!r}); remove it or fill it in.")
+    return values

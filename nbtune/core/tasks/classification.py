@@ -1,0 +1,150 @@
+"""Sentence and sentence-pair classification, and regression (``num_labels=1``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..training.data import DataError, Features, pick_column
+from .base import TaskHandler, require_tokenizer, texts_of
+
+TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
+PAIR = ("text_pair", "sentence2", "question2")
+LABEL = ("label", "labels", "target", "score")
+
+
+def _is_default_names(id2label: dict) -> bool:
+    return all(str(v) == f"LABEL_{k}" for k, v in id2label.items())
+
+
+class ClassificationTask(TaskHandler):
+    name = "text-classification"
+    main_metric = "accuracy"
+    greater_is_better = True
+
+    def __init__(self, regression: bool = False):
+        self.regression = regression
+        if regression:
+            self.main_metric, self.greater_is_better = "mse", False
+
+    # -- labels ---------------------------------------------------------------------------------
+    def encode_labels(self, session, values: list[Any]) -> tuple[list, dict[int, str] | None]:
+        """Label ids (or floats for regression) and, when names were learned from the data, the new id2label."""
+        config = session.model.config if hasattr(session.model, "config") else None
+        num_labels = getattr(config, "num_labels", None)
+        if self.regression:
+            try:
+                return [float(v) for v in values], None
+            except (TypeError, ValueError):
+                raise DataError("Regression (num_labels=1) needs numeric labels; found non-numeric values such as "
+                                f"{next(v for v in values if not _numeric(v))!r}.") from None
+        kinds = {"str" if isinstance(v, str) else "num" if _numeric(v) else type(v).__name__ for v in values}
+        if len(kinds) > 1:
+            raise DataError(f"Labels mix types ({sorted(kinds)}): use all names (e.g. 'pos') or all integer ids.")
+        if kinds == {"str"}:
+            return self._names_to_ids(config, num_labels, values)
+        if kinds != {"num"}:
+            raise DataError(f"Labels must be names or integer ids; got values of type {kinds.pop()}.")
+        floats = np.asarray(values, dtype=float)
+        if not np.all(floats == np.round(floats)):
+            raise DataError("Labels are fractional numbers: for regression load the model with num_labels=1.")
+        ids = floats.astype(int)
+        bad = sorted({int(i) for i in ids if not 0 <= i < num_labels})
+        if bad:
+            raise DataError(f"Labels {bad[:10]} are out of range: the head has {num_labels} outputs (ids 0-"
+                            f"{num_labels - 1}). Give a fresh head with s.reset_head(num_labels={int(ids.max()) + 1}).")
+        return ids.tolist(), None
+
+    def _names_to_ids(self, config, num_labels: int, values: list[str]):
+        id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+        names = sorted(set(values))
+        if _is_default_names(id2label):
+            if len(names) > num_labels:
+                raise DataError(f"The data has {len(names)} label names {names[:10]} but the head has {num_labels} "
+                                f"outputs. Give a fresh head with s.reset_head(labels={names}).")
+            new = dict(enumerate(names + [f"LABEL_{i}" for i in range(len(names), num_labels)]))
+            lookup = {v: k for k, v in new.items()}
+            return [lookup[v] for v in values], new
+        lookup = {v: k for k, v in id2label.items()}
+        unknown = [n for n in names if n not in lookup]
+        if unknown:
+            raise DataError(f"Labels {unknown[:10]} are not among the model's labels {list(lookup)}. Map them, or "
+                            f"give a fresh head with s.reset_head(labels=[...]).")
+        return [lookup[v] for v in values], None
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
+        tok = require_tokenizer(session, self.name)
+        text_col = pick_column(table, "text", TEXT, cfg.columns)
+        pair_col = pick_column(table, "text_pair", PAIR, cfg.columns, required=False)
+        label_col = pick_column(table, "label", LABEL, cfg.columns, required=require_labels)
+        texts = texts_of(table, text_col)
+        pairs = texts_of(table, pair_col) if pair_col else None
+        labels, names = (self.encode_labels(session, table[label_col].tolist()) if label_col else (None, None))
+        enc = tok(texts, pairs, truncation=True, max_length=cfg.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+        if labels is not None:
+            for row, y in zip(rows, labels):
+                row["labels"] = y
+        return Features(rows, [len(r["input_ids"]) for r in rows], label_names=names)
+
+    def apply(self, session, features: Features) -> None:
+        names = features.label_names
+        if names:
+            config = session.model.config
+            config.id2label = dict(names)
+            config.label2id = {v: k for k, v in names.items()}
+
+    def collator(self, session, cfg):
+        from transformers import DataCollatorWithPadding
+
+        if cfg.pad_to:
+            return DataCollatorWithPadding(session.tokenizer, padding="max_length", max_length=cfg.pad_to)
+        return DataCollatorWithPadding(session.tokenizer, padding="longest")
+
+    def collect(self, outputs, batch, store) -> None:
+        logits = outputs.logits.detach().float().cpu()
+        store.setdefault("logits", []).append(logits)
+        if "labels" in batch:
+            store.setdefault("labels", []).append(batch["labels"].detach().cpu())
+
+    def metrics(self, store, loss: float) -> dict[str, float]:
+        out = {"loss": loss}
+        if "labels" not in store:
+            return out
+        logits = torch.cat(store["logits"]).numpy()
+        labels = torch.cat(store["labels"]).numpy()
+        if self.regression:
+            from scipy.stats import pearsonr, spearmanr
+
+            preds = logits.reshape(-1)
+            out["mse"] = float(np.mean((preds - labels) ** 2))
+            if len(preds) > 1 and np.std(preds) > 0 and np.std(labels) > 0:
+                out["pearson"] = float(pearsonr(preds, labels)[0])
+                out["spearman"] = float(spearmanr(preds, labels)[0])
+            return out
+        from sklearn.metrics import accuracy_score, f1_score
+
+        preds = logits.argmax(-1)
+        out["accuracy"] = float(accuracy_score(labels, preds))
+        out["f1"] = float(f1_score(labels, preds, average="macro"))
+        return out
+
+    def predict_rows(self, session, logits: torch.Tensor) -> list[dict[str, Any]]:
+        if self.regression:
+            return [{"score": float(v)} for v in logits.reshape(-1)]
+        names = session.model.config.id2label
+        probs = logits.float().softmax(-1)
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append({"label": names.get(best, str(best)), "score": float(row[best]),
+                        "scores": {names.get(i, str(i)): float(p) for i, p in enumerate(row)}})
+        return out
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating, bool, np.bool_)) and not isinstance(v, str)

@@ -1,0 +1,88 @@
+"""``TrainConfig``: every knob of a training run, validated before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import NbtuneError
+
+
+class TrainConfigError(NbtuneError):
+    """A training setting is out of range or of the wrong kind."""
+
+
+SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one ``Session.train`` call. Unknown names are rejected with the valid ones listed."""
+
+    epochs: float = 1
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    lr: float = 5e-5
+    batch_size: int = 16
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup: float = 0.0  # a fraction of the steps (< 1) or a number of steps (>= 1)
+    schedule: str = "linear"
+    max_grad_norm: float | None = 1.0
+    head_lr: float | None = None  # discriminative fine-tuning: a separate rate for the task head
+    layer_decay: float | None = None  # layer-wise lr decay: block i of L gets lr * decay**(L - i)
+    max_length: int | None = 256  # truncation; padding stays dynamic
+    pad_to: int | None = None  # pad every batch to this length (only if you must)
+    group_by_length: bool = True
+    seed: int = 42
+    precision: str = "auto"
+    eval_every: int | None = None  # optimizer steps between evaluations; None: at the end of each epoch
+    eval_batch_size: int | None = None
+    early_stopping: int | None = None  # evaluations without improvement before stopping
+    early_stopping_metric: str | None = None  # default: the task's main metric
+    checkpoint_dir: str | None = None
+    save_every: int | None = None  # optimizer steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2
+    auto_batch: bool = False  # on out-of-memory, halve the micro-batch and accumulate more
+    log_every: float = 10.0  # seconds between console lines
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise TrainConfigError(message)
+
+        check(self.epochs > 0, f"epochs must be > 0; got {self.epochs}.")
+        check(self.max_steps is None or self.max_steps > 0, f"max_steps must be > 0; got {self.max_steps}.")
+        check(self.lr > 0, f"lr must be > 0; got {self.lr}. Typical: 2e-5..5e-5 full fine-tuning, 1e-4..1e-3 LoRA.")
+        check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be a positive integer; got {self.batch_size}.")
+        check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, f"grad_accum must be a positive integer; got {self.grad_accum}.")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay}.")
+        check(self.warmup >= 0, f"warmup must be >= 0; got {self.warmup}.")
+        check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}; got {self.schedule!r}.")
+        check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
+        check(self.layer_decay is None or 0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1]; got {self.layer_decay}.")
+        check(self.head_lr is None or self.head_lr > 0, f"head_lr must be > 0; got {self.head_lr}.")
+        check(self.max_length is None or self.max_length >= 2, f"max_length must be >= 2; got {self.max_length}.")
+        check(self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1; got {self.eval_every}.")
+        check(self.save_every is None or self.save_every >= 1, f"save_every must be >= 1; got {self.save_every}.")
+        check(self.early_stopping is None or self.early_stopping >= 1, f"early_stopping must be >= 1; got {self.early_stopping}.")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":
+        """Build from keyword arguments; unknown names raise an error that lists the valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            from ..errors import close_matches
+
+            hints = {u: close_matches(u, valid, n=1) for u in unknown}
+            said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+            raise TrainConfigError(f"Unknown training setting {said}. Valid settings: {', '.join(sorted(valid))}.")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # Settings that decide the data order and step count: a resumed run must use the same.
+    ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "epochs", "max_steps")

@@ -1,0 +1,429 @@
+"""The training loop on accelerate. Read it top to bottom: ``fit`` prepares, ``_Run.go`` trains.
+
+A notebook user trains, looks, changes the freeze or the adapter and trains on, so the optimizer, the run's
+position and the history live on the session between calls (``TrainingState``), and every fault (interrupt,
+non-finite loss, out of memory) returns control with the last good weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..errors import NbtuneError
+from ..tasks.handlers import handler_for
+from . import checkpoint as ckpt_mod
+from .callbacks import CheckpointEvery, ConsoleLogger, EarlyStopping, EvaluateEvery, History, NanGuard
+from .config import TrainConfig, TrainConfigError
+from .data import DataError, Features, load_table, make_loader
+from .events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
+from .optim import build_optimizer, build_scheduler, param_groups, signature
+from .result import RunResult
+
+
+class TrainingError(NbtuneError):
+    """Training cannot start or go on (nothing to train, out of memory, mismatched checkpoint)."""
+
+
+@dataclass
+class RunPosition:
+    """Where a run is: enough to continue it exactly (in memory after an interrupt, or from a checkpoint)."""
+
+    config: dict[str, Any]
+    total_steps: int
+    steps_per_epoch: int
+    run_step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    splits: int = 1  # micro-batch splits after out-of-memory halvings
+    rng: dict[str, Any] | None = None
+    finished: bool = False
+
+
+@dataclass
+class TrainingState:
+    """What a session keeps between ``train`` calls."""
+
+    history: History = field(default_factory=History)
+    global_step: int = 0
+    optimizer: torch.optim.Optimizer | None = None
+    optimizer_signature: tuple | None = None
+    scheduler: Any = None
+    position: RunPosition | None = None
+    runs: int = 0
+
+
+_ACCELERATOR = None
+
+
+def get_accelerator(precision: str):
+    """One Accelerator per process: accelerate fixes mixed precision for the life of the kernel."""
+    global _ACCELERATOR
+    from accelerate import Accelerator
+
+    if precision == "auto":
+        if _ACCELERATOR is not None:
+            return _ACCELERATOR
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "no"
+    if _ACCELERATOR is None:
+        _ACCELERATOR = Accelerator(mixed_precision=precision)
+    elif _ACCELERATOR.mixed_precision != precision:
+        raise TrainConfigError(
+            f"This kernel already trains with precision={_ACCELERATOR.mixed_precision!r} (accelerate fixes it per "
+            f"process). Restart the kernel to use {precision!r}, or pass precision='auto'."
+        )
+    return _ACCELERATOR
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _split(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
+    if parts <= 1:
+        return [batch]
+    size = next(iter(batch.values())).shape[0]
+    step = max(1, math.ceil(size / parts))
+    return [{k: v[i:i + step] for k, v in batch.items()} for i in range(0, size, step)]
+
+
+def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
+    """Loss and the task's metrics over ``features``, in eval mode, without gradients."""
+    loader = make_loader(features, handler.collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
+                         cfg.seed, shuffle=False, group_by_length=False)
+    model = session.model
+    was_training = model.training
+    session.eval_mode()
+    store: dict[str, list] = {}
+    loss_sum, count = 0.0, 0
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                with accelerator.autocast():
+                    outputs = model(**batch)
+                n = handler.batch_size_of(batch)
+                if outputs.loss is not None:
+                    loss_sum += float(outputs.loss) * n
+                    count += n
+                handler.collect(outputs, batch, store)
+    finally:
+        if was_training:
+            session.train_mode()
+    return handler.metrics(store, loss_sum / count if count else float("nan"))
+
+
+def _prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
+    table = load_table(data, split=split)
+    if len(table) == 0:
+        raise DataError(f"The {what} data has no rows.")
+    return handler.prepare(session, table, cfg, require_labels=True)
+
+
+def _eval_data_from(train_data, eval_data):
+    """With a DatasetDict and no eval data, use its validation split if it has one."""
+    if eval_data is None and type(train_data).__name__ == "DatasetDict":
+        for name in ("validation", "dev", "test"):
+            if name in train_data:
+                return train_data, name
+    return eval_data, None
+
+
+def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
+        callbacks: Iterable[Callable] = (), resume: Any = None, log: bool = True) -> RunResult:
+    """Train ``session.model`` on ``train_data``; see ``Session.train`` for the user-facing description."""
+    cfg = cfg or TrainConfig()
+    session.require_weights("train")
+    handler = handler_for(session)
+    state: TrainingState = session.training
+
+    # 1. Check everything that depends on the input before changing anything.
+    eval_source, eval_split = _eval_data_from(train_data, eval_data)
+    train_features = _prepare_data(session, handler, train_data, cfg, "train" if eval_split else None, "training")
+    eval_features = (_prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
+                     if eval_source is not None else None)
+    saved = None
+    if resume is True:
+        if state.position is None or state.position.finished:
+            raise TrainingError("resume=True continues an interrupted run, and this session has none; "
+                                "call train() without resume to start a new run.")
+        _check_same_order(state.position.config, cfg, "the interrupted run")
+    elif resume:
+        saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(resume))
+        _check_same_order(saved["state"]["config"], cfg, f"checkpoint {saved['path']}")
+        _check_checkpoint_fits(session.model, saved)
+
+    # 2. Apply: label names, the checkpoint, optimizer and scheduler.
+    handler.apply(session, train_features)
+    accelerator = get_accelerator(cfg.precision)
+    model = session.model.to(accelerator.device)
+    if saved is not None:
+        _restore_weights(model, saved)
+    groups = param_groups(model, cfg)
+    if not groups:
+        raise TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
+                            "or attach an adapter (s.add_lora()).")
+    names = [n for g in groups for n in g["names"]]
+    session.trained_params.update(names)
+    if saved is not None or state.optimizer is None or state.optimizer_signature != signature(groups):
+        state.optimizer = build_optimizer(groups)
+        state.optimizer_signature = signature(groups)
+    loader = make_loader(train_features, handler.collator(session, cfg), cfg.batch_size, cfg.seed, shuffle=True,
+                         group_by_length=cfg.group_by_length)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    if saved is not None:
+        position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()})
+        position.rng = saved["rng"]
+        state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.history = History(saved["state"]["history"])
+        state.global_step = saved["state"]["global_step"]
+    elif resume is True:
+        position = state.position
+    else:
+        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        position = RunPosition(cfg.to_dict(), total, steps_per_epoch)
+        state.scheduler = build_scheduler(state.optimizer, cfg, total)
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.seed)
+    state.position = position
+    state.runs += 1
+
+    listeners: list[Callable] = [state.history, NanGuard()]
+    if cfg.early_stopping and eval_features is not None:
+        metric = cfg.early_stopping_metric or handler.main_metric
+        listeners.append(EarlyStopping(metric, cfg.early_stopping, "max" if handler.greater_is_better else "min"))
+    if cfg.save_every and cfg.checkpoint_dir:
+        listeners.append(CheckpointEvery(cfg.save_every))
+    if cfg.eval_every and eval_features is not None:
+        listeners.append(EvaluateEvery(cfg.eval_every))
+    if log:
+        listeners.append(ConsoleLogger(cfg.log_every))
+    listeners.extend(callbacks)
+    run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
+    return run.go()
+
+
+def _check_same_order(saved_config: dict[str, Any], cfg: TrainConfig, where: str) -> None:
+    differ = {k: (saved_config.get(k), getattr(cfg, k)) for k in TrainConfig.ORDER_KEYS
+              if saved_config.get(k) != getattr(cfg, k)}
+    if differ:
+        said = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in differ.items())
+        raise TrainingError(f"Cannot resume {where} with different settings ({said}): the data order and step count "
+                            "depend on them. Pass the same values, or start a new run without resume.")
+
+
+def _check_checkpoint_fits(model, saved) -> None:
+    own = dict(model.named_parameters())
+    missing = [n for n in saved["weights"] if n not in own]
+    if missing:
+        raise TrainingError(
+            f"Checkpoint {saved['path']} holds weights for {missing[:3]} that this model lacks. Set the session up as "
+            "it was (same model, same adapters: e.g. s.add_lora(...) first), then resume."
+        )
+
+
+def _restore_weights(model, saved) -> None:
+    own = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, param in own.items():
+            param.requires_grad_(name in saved["weights"])
+        for name, tensor in saved["weights"].items():
+            own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+
+
+class _Run:
+    """One call of ``fit`` from its first step to its result."""
+
+    def __init__(self, session, handler, cfg, accelerator, loader, eval_features, listeners, names):
+        self.session, self.handler, self.cfg = session, handler, cfg
+        self.accelerator, self.loader, self.eval_features = accelerator, loader, eval_features
+        self.listeners, self.names = listeners, names
+        self.state: TrainingState = session.training
+        self.position: RunPosition = self.state.position
+        self.control = Control()
+        self.model = session.model
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = accelerator.prepare_optimizer(self.state.optimizer)
+        self.metrics: dict[str, float] = {}
+        self.last_eval_step = -1
+        self.last_checkpoint: str | None = None
+        self.messages: list[str] = []
+
+    def emit(self, event) -> None:
+        for listener in self.listeners:
+            listener(event, self.control)
+        self.messages.extend(m for m in self.control.messages if m not in self.messages)
+
+    # -- one optimizer step ----------------------------------------------------------------------
+    def _forward_backward(self, batches, n_examples) -> float:
+        total = 0.0
+        for batch in batches:
+            for chunk in _split(batch, self.position.splits):
+                chunk = {k: v.to(self.accelerator.device) for k, v in chunk.items()}
+                with self.accelerator.autocast():
+                    loss = self.model(**chunk).loss
+                if not torch.isfinite(loss):
+                    return float("nan") if torch.isnan(loss) else float(loss)
+                weight = self.handler.batch_size_of(chunk) / n_examples
+                self.accelerator.backward(loss * weight)
+                total += float(loss.detach()) * weight
+        return total
+
+    def optimizer_step(self, batches) -> tuple[float, float | None]:
+        """Forward/backward over the step's batches, clip, update. Non-finite values never update the weights."""
+        n_examples = sum(self.handler.batch_size_of(b) for b in batches)
+        self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (reported, not the next one)
+        while True:
+            try:
+                loss = self._forward_backward(batches, n_examples)
+                if not math.isfinite(loss):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return loss, None
+                norm = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
+                norm = float(norm) if norm is not None else None
+                if norm is not None and not math.isfinite(norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return loss, norm
+                self.optimizer.step()
+                self.state.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                return loss, norm
+            except Exception as exc:  # out of memory: free it, then maybe retry with smaller micro-batches
+                if not _is_oom(exc):
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                _free_memory()
+                micro = math.ceil(max(self.handler.batch_size_of(b) for b in batches) / self.position.splits)
+                if not self.cfg.auto_batch or micro <= 1:
+                    raise TrainingError(
+                        f"Out of memory at step {self.state.global_step + 1} with micro-batches of {micro} examples. "
+                        "Memory was freed and the weights are those of the last completed step. Lower batch_size "
+                        "and raise grad_accum (same effective batch), lower max_length, freeze more or use LoRA, "
+                        "or pass auto_batch=True to halve the micro-batch automatically."
+                    ) from None
+                self.position.splits *= 2
+                self.messages.append(
+                    f"out of memory at step {self.state.global_step + 1}: micro-batch halved to "
+                    f"{math.ceil(micro / 2)} examples, accumulating {self.position.splits}x per batch "
+                    "(same effective batch)"
+                )
+
+    # -- evaluation and checkpoints -----------------------------------------------------------------
+    def evaluate(self) -> None:
+        if self.eval_features is None or self.last_eval_step == self.state.global_step:
+            return
+        self.metrics = evaluate_features(self.session, self.handler, self.eval_features, self.cfg, self.accelerator)
+        self.last_eval_step = self.state.global_step
+        self.emit(EvalEnded(self.state.global_step, self._epoch(), self.metrics))
+
+    def save(self) -> None:
+        if not self.cfg.checkpoint_dir:
+            return
+        pos = self.position
+        state = {
+            "global_step": self.state.global_step,
+            "position": {k: v for k, v in vars(pos).items() if k != "rng"},
+            "history": self.state.history.rows,
+            "trainable": self.names,
+            "config": self.cfg.to_dict(),
+        }
+        path = ckpt_mod.save_checkpoint(self.cfg.checkpoint_dir, self.state.global_step, model=self.model,
+                                        optimizer=self.state.optimizer, scheduler=self.state.scheduler, state=state,
+                                        keep=self.cfg.keep_checkpoints)
+        self.last_checkpoint = str(path)
+        from .events import CheckpointSaved
+
+        self.emit(CheckpointSaved(self.state.global_step, str(path)))
+
+    def _epoch(self) -> float:
+        return self.position.epoch + self.position.batch_in_epoch / max(len(self.loader), 1)
+
+    # -- the run ---------------------------------------------------------------------------------------
+    def go(self) -> RunResult:
+        pos, cfg = self.position, self.cfg
+        start_rows = len(self.state.history.rows)
+        start_step = self.state.global_step
+        if pos.rng is not None:
+            ckpt_mod.set_rng_state(pos.rng)  # resuming: the same dropout masks as an uninterrupted run
+        self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
+                             len(self.loader.dataset), sum(p.numel() for p in self.params),
+                             sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
+                             self.accelerator.mixed_precision, cfg.to_dict()))
+        self.session.train_mode()
+        sampler = self.loader.batch_sampler
+        t_start = time.perf_counter()
+        examples_done = 0
+        reason = "completed"
+        try:
+            while pos.run_step < pos.total_steps and not self.control.should_stop:
+                sampler.set_epoch(pos.epoch)
+                sampler.skip = pos.batch_in_epoch  # resuming mid-epoch: skip batch indices, not collated batches
+                batches = iter(self.loader)
+                while pos.run_step < pos.total_steps and not self.control.should_stop:
+                    step_batches = list(islice(batches, cfg.grad_accum))
+                    if not step_batches:
+                        break
+                    t0 = time.perf_counter()
+                    loss, norm = self.optimizer_step(step_batches)
+                    seconds = time.perf_counter() - t0
+                    n = sum(self.handler.batch_size_of(b) for b in step_batches)
+                    tokens = sum(self.handler.tokens_of(b) for b in step_batches)
+                    examples_done += n
+                    pos.batch_in_epoch += len(step_batches)
+                    pos.run_step += 1
+                    self.state.global_step += 1
+                    self.emit(StepEnded(self.state.global_step, pos.run_step, pos.total_steps, self._epoch(), loss,
+                                        self.step_lr, norm, n / seconds, tokens / seconds, time.perf_counter() - t_start))
+                    pos.rng = ckpt_mod.rng_state()
+                    if self.control.should_evaluate:
+                        self.control.should_evaluate = False
+                        self.evaluate()
+                    if self.control.should_save:
+                        self.control.should_save = False
+                        self.save()
+                if pos.batch_in_epoch >= len(self.loader):  # the epoch is over
+                    pos.epoch += 1
+                    pos.batch_in_epoch = 0
+                    if not cfg.eval_every and not self.control.should_stop:
+                        self.evaluate()
+            reason = self.control.stop_reason if self.control.should_stop else "completed"
+            if reason != "non-finite loss":
+                self.evaluate()
+            pos.finished = reason in ("completed", "early stopping")
+            if pos.finished and cfg.checkpoint_dir:
+                self.save()
+            self.emit(FitEnded(self.state.global_step, reason, self.metrics, time.perf_counter() - t_start))
+            cancelled = reason == "non-finite loss"
+        except KeyboardInterrupt:
+            self.optimizer.zero_grad(set_to_none=True)
+            reason, cancelled = "interrupted", True
+            self.emit(FitCancelled(self.state.global_step, "KeyboardInterrupt", time.perf_counter() - t_start))
+            self.messages.append(f"interrupted after step {self.state.global_step}: weights and history are kept; "
+                                 "train(..., resume=True) continues this run where it stopped")
+        finally:
+            self.session.eval_mode()
+        elapsed = time.perf_counter() - t_start
+        return RunResult(
+            history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,
+            cancelled=cancelled, steps=self.state.global_step - start_step, global_step=self.state.global_step,
+            seconds=elapsed, examples_per_s=examples_done / elapsed if elapsed else 0.0,
+            messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(),
+        )

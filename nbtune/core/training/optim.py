@@ -1,0 +1,79 @@
+"""AdamW over the trainable parameters only, with discriminative learning rates, and the LR schedule.
+
+Frozen parameters are never given to the optimizer, so weight decay cannot move them. The groups are built
+from the current ``requires_grad`` flags at every ``train()`` call; their signature tells whether the
+optimizer state of the previous call can be kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from ..architecture import block_lists, embedding_module_names, head_module_names
+from .config import TrainConfig
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _lr_scale(name: str, lists, embeddings, decay: float | None) -> float:
+    """Layer-wise decay: block i of L gets decay**(L - i); embeddings decay**(L + 1); the rest 1."""
+    if not decay or decay == 1:
+        return 1.0
+    for bl in lists:
+        if name.startswith(bl.name + "."):
+            index = int(name[len(bl.name) + 1:].split(".", 1)[0])
+            return decay ** (bl.count - index)
+    if _under(name, embeddings):
+        depth = max((bl.count for bl in lists), default=0)
+        return decay ** (depth + 1)
+    return 1.0
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups of trainable parameters keyed by (lr, weight decay), in model order.
+
+    No decay for biases and normalisation weights (1-D tensors); ``head_lr`` for the task head;
+    ``layer_decay`` for lower blocks.
+    """
+    lists = block_lists(model) if cfg.layer_decay else []
+    embeddings = embedding_module_names(model) if cfg.layer_decay else []
+    heads = head_module_names(model) if cfg.head_lr else []
+    groups: OrderedDict[tuple[float, float], dict] = OrderedDict()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        lr = cfg.head_lr if heads and _under(name, heads) else cfg.lr * _lr_scale(name, lists, embeddings, cfg.layer_decay)
+        wd = 0.0 if param.ndim < 2 else cfg.weight_decay
+        group = groups.setdefault((lr, wd), {"params": [], "names": [], "lr": lr, "weight_decay": wd})
+        group["params"].append(param)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def signature(groups: list[dict]) -> tuple:
+    """Identity of a group layout: same parameters, same rates. Equal signatures keep the optimizer state."""
+    return tuple((tuple(id(p) for p in g["params"]), g["lr"], g["weight_decay"]) for g in groups)
+
+
+def build_optimizer(groups: list[dict]) -> torch.optim.Optimizer:
+    clean = [{k: v for k, v in g.items() if k != "names"} for g in groups]
+    return torch.optim.AdamW(clean, lr=clean[0]["lr"], betas=(0.9, 0.999), eps=1e-8)
+
+
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+    return int(math.ceil(cfg.warmup * total_steps)) if cfg.warmup < 1 else int(cfg.warmup)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """Linear, cosine or constant learning rate after ``warmup`` (transformers' schedules)."""
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps(cfg, total_steps),
+                         num_training_steps=total_steps)

@@ -1,0 +1,39 @@
+"""``RunResult``: what ``Session.train`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .callbacks import History
+
+
+@dataclass
+class RunResult:
+    """History, final metrics and outcome of one training run. ``repr`` and HTML summarise it."""
+
+    history: History
+    metrics: dict[str, float]
+    reason: str  # "completed", "early stopping", "requested", "non-finite loss", "interrupted"
+    cancelled: bool
+    steps: int  # optimizer steps done in this run
+    global_step: int
+    seconds: float
+    examples_per_s: float
+    messages: list[str] = field(default_factory=list)
+    checkpoint: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def losses(self) -> list[float]:
+        return self.history.losses()
+
+    def __repr__(self) -> str:
+        from ...render.training import run_text
+
+        return run_text(self)
+
+    def _repr_html_(self) -> str:
+        from ...render.training import run_html
+
+        return run_html(self)

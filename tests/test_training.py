@@ -1,0 +1,450 @@
+"""The training engine: data forms, tasks, param groups, events, checkpoints and resume, faults."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+import nbtune
+from nbtune.core.training.checkpoint import complete_checkpoints, find_checkpoint
+from nbtune.core.training.config import TrainConfigError
+from nbtune.core.training.data import DataError
+from nbtune.core.training.events import FitCancelled, FitEnded, FitStarted, StepEnded
+from nbtune.core.training.loop import TrainingError
+
+POS = ["good", "great", "wonderful", "moving", "funny", "brilliant"]
+NEG = ["bad", "awful", "boring", "dull", "weak", "painful"]
+FILL = ["the film was", "this movie is", "a story that felt", "honestly", "the acting seemed", "overall"]
+
+
+def toy_rows(n: int = 96, seed: int = 0) -> list[dict]:
+    """A learnable sentiment set: the label is whether the sentence has a positive word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        word = rng.choice(POS if label else NEG)
+        rows.append({"sentence": f"{rng.choice(FILL)} {word}", "label": label})
+    return rows
+
+
+@pytest.fixture
+def bert(tiny_dirs):
+    torch.manual_seed(0)
+    return nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+
+
+def fast(**kw):
+    base = dict(epochs=3, lr=5e-3, batch_size=16, log=False)
+    base.update(kw)
+    return base
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# -- tasks and data forms ------------------------------------------------------------------------
+
+
+def test_classification_learns_and_reports_metrics(bert):
+    df = pd.DataFrame(toy_rows())
+    before = bert.evaluate(df)
+    run = bert.train(df, eval=df, **fast(epochs=6))
+    after = run.metrics
+    assert after["accuracy"] > before["accuracy"] and after["accuracy"] >= 0.9
+    assert after["loss"] < before["loss"]
+    assert 0 <= after["f1"] <= 1
+    h = run.history.to_pandas()
+    assert {"step", "epoch", "loss", "lr", "seconds", "eval_accuracy"} <= set(h.columns)
+    preds = bert.predict(["the film was brilliant", "honestly awful"])
+    assert [p["label"] for p in preds] == ["LABEL_1", "LABEL_0"]
+
+
+def test_sentence_pairs(tiny_dirs):
+    torch.manual_seed(0)
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    rows = [{"text": r["sentence"], "text_pair": f"so {POS[i % 6] if i % 4 < 2 else NEG[i % 6]}",
+             "label": int((r["label"] == 1) == (i % 4 < 2))} for i, r in enumerate(toy_rows(128))]
+    df = pd.DataFrame(rows)
+    first = s.evaluate(df)["loss"]
+    run = s.train(df, eval=df, **fast(epochs=6))
+    assert run.metrics["loss"] < first
+
+
+def test_regression(tiny_dirs):
+    torch.manual_seed(0)
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=1)
+    df = pd.DataFrame([{"sentence": r["sentence"], "label": 4.0 * r["label"] + 0.5} for r in toy_rows()])
+    before = s.evaluate(df)
+    run = s.train(df, eval=df, **fast(epochs=6))
+    assert run.metrics["mse"] < before["mse"]
+    assert run.metrics["pearson"] > 0.5 and "spearman" in run.metrics
+
+
+def test_string_labels_become_label_names(bert):
+    df = pd.DataFrame([{"sentence": r["sentence"], "label": "pos" if r["label"] else "neg"} for r in toy_rows()])
+    bert.train(df, **fast(epochs=1))
+    assert bert.model.config.id2label == {0: "neg", 1: "pos"}
+    assert bert.predict("a good film")[0]["label"] in ("neg", "pos")
+
+
+def test_causal_lm_plain_text_and_prompt_response(tiny_dirs):
+    torch.manual_seed(0)
+    s = nbtune.load(tiny_dirs["gpt2"], task="causal-lm")
+    texts = [r["sentence"] for r in toy_rows(48)]
+    before = s.evaluate(texts)
+    run = s.train(texts, eval=texts, **fast(epochs=3, lr=3e-3))
+    assert run.metrics["loss"] < before["loss"] and run.metrics["perplexity"] < before["perplexity"]
+
+    qa = [{"question": r["sentence"], "answer": "yes" if r["label"] else "no"} for r in toy_rows(48)]
+    before = s.evaluate(qa)
+    run = s.train(qa, eval=qa, **fast(epochs=4, lr=3e-3))
+    assert run.metrics["loss"] < before["loss"]
+
+
+def test_prompt_tokens_are_not_learned(tiny_dirs):
+    from nbtune.core.tasks.causal_lm import CausalLMTask
+    from nbtune.core.training.config import TrainConfig
+
+    s = nbtune.load(tiny_dirs["llama"], task="causal-lm")
+    table = pd.DataFrame([{"prompt": "is this good", "response": "yes"}])
+    feats = CausalLMTask().prepare(s, table, TrainConfig())
+    row = feats.rows[0]
+    n_prompt = len(s.tokenizer("is this good\n")["input_ids"])
+    assert row["labels"][:n_prompt] == [-100] * n_prompt
+    assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:] and len(row["labels"]) > n_prompt
+
+
+def test_chat_template_is_used(smollm_gguf):
+    from nbtune.core.tasks.causal_lm import _chat_parts
+
+    tok = nbtune.load(smollm_gguf, weights=False).tokenizer
+    head, tail = _chat_parts(tok, "What is 2+2?", "4")
+    assert "<|im_start|>user" in head and head.rstrip().endswith("assistant") and tail.startswith("4")
+
+
+@pytest.mark.parametrize("form", ["dataframe", "csv", "tsv", "json", "jsonl", "dataset", "datasetdict", "dicts"])
+def test_every_data_form(bert, tmp_path, form):
+    import datasets
+
+    rows = toy_rows(32)
+    df = pd.DataFrame(rows)
+    data: object
+    if form == "dataframe":
+        data = df
+    elif form == "csv":
+        df.to_csv(tmp_path / "d.csv", index=False)
+        data = str(tmp_path / "d.csv")
+    elif form == "tsv":
+        df.to_csv(tmp_path / "d.tsv", sep="\t", index=False)
+        data = tmp_path / "d.tsv"
+    elif form == "json":
+        df.to_json(tmp_path / "d.json", orient="records")
+        data = tmp_path / "d.json"
+    elif form == "jsonl":
+        df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+        data = tmp_path / "d.jsonl"
+    elif form == "dataset":
+        data = datasets.Dataset.from_pandas(df)
+    elif form == "datasetdict":
+        data = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(df),
+                                     "validation": datasets.Dataset.from_pandas(df[:8])})
+    else:
+        data = rows
+    run = bert.train(data, **fast(epochs=1, batch_size=8))
+    assert run.steps == 4
+    if form == "datasetdict":  # its validation split was evaluated
+        assert "accuracy" in run.metrics
+
+
+def test_real_sst2_tsv_and_column_mapping(bert):
+    from tiny_models import DATA
+
+    run = bert.train(DATA / "sst2" / "dev.tsv", **fast(epochs=1, max_steps=2, batch_size=8))
+    assert run.steps == 2
+    df = pd.DataFrame({"review": ["good", "bad"] * 4, "stars": [1, 0] * 4})
+    assert bert.train(df, columns={"label": "stars"}, **fast(epochs=1)).steps == 1
+
+
+# -- bad input changes nothing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame, kwargs, pattern",
+    [
+        (pd.DataFrame({"txt": ["a"], "label": [0]}), {}, r"No text column found.*Columns: \['txt', 'label'\]"),
+        (pd.DataFrame({"sentence": ["a"], "label": [0]}), {"columns": {"label": "y"}}, r"'y'.*Columns: \['sentence', 'label'\]"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [0, 5]}), {}, r"\[5\] are out of range.*reset_head\(num_labels=6\)"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [0, "pos"]}), {}, "mix types"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [0.5, 1.0]}), {}, "num_labels=1"),
+        (pd.DataFrame({"sentence": ["a", None], "label": [0, 1]}), {}, "Example 1 has no text"),
+        (pd.DataFrame({"sentence": list("abc"), "label": ["x", "y", "z"]}), {}, r"3 label names.*reset_head\(labels="),
+    ],
+)
+def test_bad_data_is_a_clear_error_and_changes_nothing(bert, frame, kwargs, pattern):
+    bert.train(pd.DataFrame(toy_rows(16)), **fast(epochs=1))
+    before, rows = weights(bert.model), len(bert.history)
+    with pytest.raises(DataError, match=pattern):
+        bert.train(frame, **fast(**kwargs))
+    assert all(torch.equal(p, before[n]) for n, p in bert.model.named_parameters())
+    assert len(bert.history) == rows and bert.model.config.id2label == {0: "LABEL_0", 1: "LABEL_1"}
+
+
+def test_unknown_setting_and_bad_values(bert):
+    with pytest.raises(TrainConfigError, match="'learning_rate'.*Valid settings"):
+        bert.train(toy_rows(8), learning_rate=1e-3)
+    with pytest.raises(TrainConfigError, match="lr must be > 0"):
+        bert.train(toy_rows(8), lr=0)
+    with pytest.raises(DataError, match="type int"):
+        bert.train(42)
+    bert.freeze("all")
+    with pytest.raises(TrainingError, match="Nothing to train"):
+        bert.train(toy_rows(8), log=False)
+
+
+# -- optimizer -----------------------------------------------------------------------------------------
+
+
+def test_param_groups_follow_freezing_and_frozen_params_never_move(bert):
+    df = pd.DataFrame(toy_rows(32))
+    bert.freeze("all")
+    bert.unfreeze("head", "encoder.layer.[1]")
+    frozen = {n: p.detach().clone() for n, p in bert.model.named_parameters() if not p.requires_grad}
+    bert.train(df, **fast(epochs=1, weight_decay=0.5))
+    opt = bert.training.optimizer
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in bert.model.parameters() if p.requires_grad}
+    assert all(torch.equal(bert.model.get_parameter(n), v) for n, v in frozen.items())
+    no_decay = [g for g in opt.param_groups if g["weight_decay"] == 0]
+    assert no_decay and all(p.ndim == 1 for g in no_decay for p in g["params"])
+
+    bert.train(df, **fast(epochs=1, weight_decay=0.5))  # same trainable set: the same optimizer, state kept
+    assert bert.training.optimizer is opt
+    step_count = max(s["step"] for s in opt.state.values())
+    assert int(step_count) == 2 * 2  # two runs of two steps each
+
+    bert.unfreeze("encoder.layer.[0]")  # the trainable set changed: groups rebuilt around the new params
+    bert.train(df, **fast(epochs=1))
+    assert bert.training.optimizer is not opt
+    new_ids = {id(p) for g in bert.training.optimizer.param_groups for p in g["params"]}
+    assert id(bert.model.bert.encoder.layer[0].output.dense.weight) in new_ids
+
+
+def test_head_lr_and_layer_decay(bert):
+    from nbtune.core.training.config import TrainConfig
+    from nbtune.core.training.optim import param_groups
+
+    groups = param_groups(bert.model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5))
+    lr_of = {n: g["lr"] for g in groups for n in g["names"]}
+    assert lr_of["classifier.weight"] == 1e-2
+    assert lr_of["bert.encoder.layer.1.output.dense.weight"] == pytest.approx(1e-3 * 0.5)
+    assert lr_of["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(1e-3 * 0.25)
+    assert lr_of["bert.embeddings.word_embeddings.weight"] == pytest.approx(1e-3 * 0.125)
+
+
+def test_warmup_and_schedules(bert):
+    df = pd.DataFrame(toy_rows(64))
+    run = bert.train(df, **fast(epochs=1, batch_size=8, warmup=4, schedule="cosine"))
+    lrs = run.history.to_pandas()["lr"].dropna().tolist()
+    assert lrs[:5] == pytest.approx([5e-3 * k / 4 for k in range(0, 5)])  # the rate each step used
+    assert lrs[-1] < lrs[4]
+    run = bert.train(df, **fast(epochs=1, batch_size=8, schedule="constant"))
+    assert set(run.history.to_pandas()["lr"].dropna()) == {5e-3}
+
+
+def test_grad_accumulation_matches_a_bigger_batch(tiny_dirs):
+    df = pd.DataFrame(toy_rows(32))
+    finals = []
+    for bs, acc in ((16, 1), (8, 2)):
+        torch.manual_seed(0)
+        s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+        s.model.config.hidden_dropout_prob = 0.0
+        for m in s.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        s.train(df, **fast(epochs=1, batch_size=bs, grad_accum=acc, group_by_length=False))
+        finals.append(weights(s.model))
+    assert all(torch.allclose(finals[0][n], finals[1][n], atol=1e-5) for n in finals[0])
+
+
+# -- events ----------------------------------------------------------------------------------------------
+
+
+def test_events_and_control(bert):
+    seen = []
+
+    def listener(event, control):
+        seen.append(type(event).__name__)
+        if isinstance(event, StepEnded) and event.run_step == 3:
+            control.stop("requested")
+
+    run = bert.train(toy_rows(64), eval=toy_rows(16), callbacks=[listener], **fast(epochs=2, batch_size=8))
+    assert seen[0] == "FitStarted" and seen[-1] == "FitEnded"
+    assert seen.count("StepEnded") == 3 and "EvalEnded" in seen
+    assert run.reason == "requested" and run.steps == 3 and not run.cancelled
+
+
+def test_early_stopping(bert):
+    run = bert.train(toy_rows(64), eval=toy_rows(16), **fast(epochs=30, lr=1e-9, eval_every=1, early_stopping=2,
+                                                              early_stopping_metric="loss"))
+    assert run.reason == "early stopping" and run.steps < 30 * 4
+    assert any("early stopping" in m for m in run.messages)
+
+
+# -- checkpoints, resume ---------------------------------------------------------------------------------
+
+
+def _fresh(tiny_dirs):
+    torch.manual_seed(123)  # a different global RNG state: resuming must not depend on it
+    return nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+
+
+def test_resume_from_checkpoint_gives_the_same_losses(tiny_dirs, tmp_path):
+    data = toy_rows(80)
+    settings = fast(epochs=2, batch_size=8, lr=1e-3, seed=7)  # 20 steps, dropout on
+    ref = _fresh(tiny_dirs)
+    ref.train(data, **settings)
+    reference = ref.history.losses()
+
+    s = _fresh(tiny_dirs)
+
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 13:
+            raise KeyboardInterrupt
+
+    run = s.train(data, callbacks=[interrupt], checkpoint_dir=str(tmp_path / "ck"), save_every=4, **settings)
+    assert run.cancelled and run.global_step == 13
+
+    restarted = _fresh(tiny_dirs)  # as after a kernel restart: same model, nothing in memory
+    run = restarted.train(data, resume=tmp_path / "ck", checkpoint_dir=str(tmp_path / "ck"), save_every=4, **settings)
+    assert run.global_step == 20 and len(restarted.history.losses()) == 20
+    assert restarted.history.losses() == pytest.approx(reference, abs=1e-6)
+    assert torch.allclose(restarted.model.classifier.weight, ref.model.classifier.weight, atol=1e-6)
+
+
+def test_half_written_checkpoint_is_ignored(tiny_dirs, tmp_path):
+    s = _fresh(tiny_dirs)
+    s.train(toy_rows(32), checkpoint_dir=str(tmp_path), save_every=2, keep_checkpoints=5, **fast(epochs=1, batch_size=8))
+    complete = complete_checkpoints(tmp_path)
+    assert [p.name for p in complete] == ["step-00000002", "step-00000004"]
+    # a crash during a later save leaves a temporary folder, and a copy may lack files
+    (tmp_path / ".step-00000006.tmp-999").mkdir()
+    broken = tmp_path / "step-00000008"
+    broken.mkdir()
+    (broken / "state.json").write_text(json.dumps({"global_step": 8}))
+    assert find_checkpoint(tmp_path).name == "step-00000004"
+
+
+def test_resume_with_other_settings_is_refused(tiny_dirs, tmp_path):
+    s = _fresh(tiny_dirs)
+    s.train(toy_rows(32), checkpoint_dir=str(tmp_path), save_every=2, **fast(epochs=1, batch_size=8))
+    with pytest.raises(TrainingError, match="batch_size=8 there, 16 now"):
+        s.train(toy_rows(32), resume=tmp_path, **fast(epochs=1, batch_size=16))
+
+
+# -- faults --------------------------------------------------------------------------------------------
+
+
+def test_keyboard_interrupt_mid_step_keeps_last_completed_step(tiny_dirs):
+    data = toy_rows(64)
+    settings = fast(epochs=1, batch_size=8, seed=3)
+    ref = _fresh(tiny_dirs)
+    ref.train(data, **settings)
+
+    s = _fresh(tiny_dirs)
+    snapshots = {}
+    calls = {"n": 0}
+
+    def remember(event, control):
+        if isinstance(event, StepEnded):
+            snapshots[event.step] = weights(s.model)
+
+    def hook(module, args, output):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the forward of step 5: interrupted before its update
+            raise KeyboardInterrupt
+
+    handle = s.model.classifier.register_forward_hook(hook)
+    run = s.train(data, callbacks=[remember], **settings)
+    handle.remove()
+    assert run.cancelled and run.reason == "interrupted" and run.global_step == 4
+    now = weights(s.model)
+    assert all(torch.equal(now[n], snapshots[4][n]) for n in now)
+    assert len(s.history.losses()) == 4
+    s.train(data, resume=True, **settings)  # continues the same run to its end
+    assert s.history.losses() == pytest.approx(ref.history.losses(), abs=1e-6)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_good_weights(bert):
+    data = toy_rows(64)
+    calls = {"n": 0}
+    snapshots = {}
+
+    def remember(event, control):
+        if isinstance(event, StepEnded) and event.loss == event.loss:
+            snapshots[event.step] = weights(bert.model)
+
+    def poison(module, args, output):
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 3 else output
+
+    handle = bert.model.classifier.register_forward_hook(poison)
+    run = bert.train(data, callbacks=[remember], **fast(epochs=1, batch_size=8))
+    handle.remove()
+    assert run.reason == "non-finite loss" and run.cancelled and run.global_step == 3
+    message = " ".join(run.messages)
+    assert "step 3" in message and "learning rate" in message and "weights are those of step 2" in message
+    now = weights(bert.model)
+    assert all(torch.equal(now[n], snapshots[2][n]) for n in now)
+    assert all(torch.isfinite(p).all() for p in bert.model.parameters())
+
+
+def _oom_when_larger_than(limit):
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[0] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+    return hook
+
+
+def test_out_of_memory_auto_batch_halves_and_keeps_effective_batch(tiny_dirs):
+    data = toy_rows(64)
+    settings = fast(epochs=1, batch_size=16, seed=5)
+    ref = _fresh(tiny_dirs)
+    for m in ref.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    ref.train(data, **settings)
+
+    s = _fresh(tiny_dirs)
+    for m in s.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    handle = s.model.register_forward_pre_hook(_oom_when_larger_than(4), with_kwargs=True)
+    run = s.train(data, auto_batch=True, **settings)
+    handle.remove()
+    assert run.reason == "completed" and run.steps == 4
+    assert any("micro-batch halved to 8" in m for m in run.messages)
+    assert any("micro-batch halved to 4" in m for m in run.messages)
+    assert s.history.losses() == pytest.approx(ref.history.losses(), abs=1e-5)
+
+
+def test_out_of_memory_without_auto_batch_explains(bert):
+    bert.train(toy_rows(16), **fast(epochs=1))
+    before = weights(bert.model)
+    handle = bert.model.register_forward_pre_hook(_oom_when_larger_than(4), with_kwargs=True)
+    with pytest.raises(TrainingError, match="Out of memory at step .* auto_batch=True"):
+        bert.train(toy_rows(32), **fast(epochs=1))
+    handle.remove()
+    assert all(torch.equal(p, before[n]) for n, p in bert.model.named_parameters())
+
+
+def test_meta_model_refuses_training(tiny_dirs):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", weights=False)
+    with pytest.raises(nbtune.MetaModelError, match="weights=True"):
+        s.train(toy_rows(8))
