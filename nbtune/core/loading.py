@@ -7,6 +7,7 @@ from so that a session can be saved, exported and reloaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -36,6 +37,27 @@ class ModelSource:
     trust_remote_code: bool = False
     revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' per-load progress bars and load report for the duration of a load.
+
+    In a notebook the progress bar is a widget that saved notebooks show as 'HBox(...)'; the load report
+    repeats what nbtune's notes say (which weights are new). Uses transformers' own switches, then restores them.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _dtype(value) -> torch.dtype | str:
@@ -307,7 +329,8 @@ def _load_model(
         if num_labels is not None or labels is not None:
             kwargs["ignore_mismatched_sizes"] = True  # a different head size means a fresh head
         try:
-            model, info = cls.from_pretrained(location, **kwargs)
+            with _quiet_transformers():
+                model, info = cls.from_pretrained(location, **kwargs)
         except OSError as exc:
             if kind == "hub":
                 raise _hub_error(location, exc) from None

@@ -35,3 +35,31 @@ def run_html(run) -> str:
 
 def metrics_text(metrics: dict[str, float]) -> str:
     return text_table(["metric", "value"], _metric_rows(metrics), right={1})
+
+
+def _before_after_rows(result) -> list[list[str]]:
+    keys = list(dict.fromkeys([*result.before, *result.after]))
+    fmt = lambda d, k: f"{d[k]:.4f}" if k in d else ""  # noqa: E731
+    return [[k, fmt(result.before, k), fmt(result.after, k)] for k in keys]
+
+
+def recipe_text(result) -> str:
+    parts = [repr(result.session.summary()).splitlines()[0]]
+    if result.run is not None:
+        parts.append(run_text(result.run).splitlines()[0])
+    if result.before or result.after:
+        parts.append(text_table(["metric", "before", "after"], _before_after_rows(result), right={1, 2}))
+    if result.saved is not None:
+        parts.append(repr(result.saved))
+    return "\n".join(parts)
+
+
+def recipe_html(result) -> str:
+    parts = [result.session.summary()._repr_html_()]
+    if result.run is not None:
+        parts.append(f"<p><b>{esc(run_text(result.run).splitlines()[0])}</b></p>")
+    if result.before or result.after:
+        parts.append(html_table(["metric", "before", "after"], _before_after_rows(result), right={1, 2}))
+    if result.saved is not None:
+        parts.append(f"<p>{esc(repr(result.saved))}</p>")
+    return "<div class='nbtune-recipe'>" + "".join(parts) + "</div>"

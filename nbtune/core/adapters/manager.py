@@ -7,6 +7,7 @@ user's own freeze choices are re-applied after peft resets ``requires_grad``, an
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +160,8 @@ def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[
         wrapped = model
     else:
         try:
-            wrapped = get_peft_model(model, plan.config, adapter_name=name)
+            with _quiet_deprecations():
+                wrapped = get_peft_model(model, plan.config, adapter_name=name)
         except Exception as exc:  # peft validates targets and architectures; keep the model as it was
             _strip_peft_layers(model)
             _restore_flags(model, flags)
@@ -180,6 +182,14 @@ def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[
             ) from None
     notes = replay_freeze_log(wrapped, freeze_log)
     return wrapped, notes + plan.notes
+
+
+@contextlib.contextmanager
+def _quiet_deprecations():
+    """peft calls a transformers method that transformers 5 marks deprecated; the warning is not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def _restore_flags(model: nn.Module, flags: dict[str, bool]) -> None:

@@ -12,6 +12,29 @@ class TrainConfigError(NbtuneError):
     """A training setting is out of range or of the wrong kind."""
 
 
+def _field_types(cls) -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(cls)}
+
+
+def _coerce(name: str, value: Any, type_name: str) -> Any:
+    """Numbers written as text ('5e-5' from YAML or a command line) become numbers; other kinds are checked."""
+    numeric = "int" in type_name or "float" in type_name
+    if not numeric or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise TrainConfigError(f"{name} must be a number; got {value!r}.") from None
+    if not isinstance(value, (int, float)):
+        raise TrainConfigError(f"{name} must be a number; got {value!r}.")
+    if "int" in type_name and "float" not in type_name:
+        if value != int(value):
+            raise TrainConfigError(f"{name} must be a whole number; got {value!r}.")
+        return int(value)
+    return value
+
+
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
@@ -79,7 +102,7 @@ class TrainConfig:
             hints = {u: close_matches(u, valid, n=1) for u in unknown}
             said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
             raise TrainConfigError(f"Unknown training setting {said}. Valid settings: {', '.join(sorted(valid))}.")
-        return cls(**kwargs)
+        return cls(**{k: _coerce(k, v, types[k]) for k, v in kwargs.items()} if (types := _field_types(cls)) else {})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -135,7 +135,11 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         n = len(self.lengths)
         if not self.shuffle:
             return list(range(n))
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        # Epoch e uses the (e+1)-th permutation of a generator seeded with `seed`: without grouping this is
+        # exactly the order of DataLoader(shuffle=True, generator=torch.Generator().manual_seed(seed)).
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch):
+            torch.randperm(n, generator=generator)
         if self.group:
             from transformers.trainer_pt_utils import LengthGroupedSampler
 

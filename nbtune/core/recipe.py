@@ -1,0 +1,253 @@
+"""Recipes: the whole fine-tuning job as one YAML document (the body of ``%%finetune``).
+
+Text in, ``Recipe`` out (``parse_recipe``), then ``build_session`` loads, re-heads, freezes and attaches adapters in
+that order, and ``run_recipe`` trains and evaluates. The magic, the Python call ``nbtune.finetune`` and, later,
+the command line all go through these functions.
+
+    model: ./minilm
+    task: text-classification
+    data: {train: $train_df, eval: $dev_df, text: sentence, label: label}
+    freeze: [all]
+    unfreeze: [head]
+    lora: {r: 8, alpha: 16, targets: qkv}
+    train: {epochs: 1, lr: 5e-4, batch_size: 32}
+
+``$name`` values are looked up in the notebook's namespace (DataFrames, datasets, paths, modules).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .errors import NbtuneError, close_matches
+
+ADAPTER_KEYS = {"lora": "add_lora", "prompt": "add_prompt_tuning", "prefix": "add_prefix_tuning",
+                "ptuning": "add_ptuning", "ia3": "add_ia3"}
+DATA_KEYS = ("train", "eval", "text", "text_pair", "label", "prompt", "response")
+LOAD_KEYS = ("num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype", "revision")
+
+
+class RecipeError(NbtuneError):
+    """A recipe that cannot be used as written."""
+
+
+@dataclass
+class Recipe:
+    """A parsed, validated recipe. ``$name`` references are resolved by ``resolve``."""
+
+    model: Any
+    task: str | None = None
+    load: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] | None = None
+    freeze: list[str] = field(default_factory=list)
+    unfreeze: list[str] = field(default_factory=list)
+    adapter: tuple[str, dict[str, Any]] | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    evaluate: bool = True
+    save: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as YAML-ready data (the inverse of ``parse_recipe``)."""
+        out: dict[str, Any] = {"model": self.model}
+        if self.task:
+            out["task"] = self.task
+        out.update(self.load)
+        for key in ("data", "head", "freeze", "unfreeze", "train", "save"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        if self.adapter:
+            out[self.adapter[0]] = self.adapter[1]
+        if not self.evaluate:
+            out["evaluate"] = False
+        return out
+
+
+VALID_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", *ADAPTER_KEYS, "train", "evaluate",
+              "eval", "save")
+
+
+def _unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
+    valid = list(valid)
+    bad = [k for k in keys if k not in valid]
+    if bad:
+        hints = {k: close_matches(str(k), valid, n=1) for k in bad}
+        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        raise RecipeError(f"Unknown key {said} in {where}. Valid keys: {', '.join(valid)}.")
+
+
+def _as_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise RecipeError(f"{key} takes a selector or a list of selectors, e.g. {key}: [all]; got {value!r}.")
+
+
+def _method_params(method: str) -> list[str]:
+    from .session import Session
+
+    sig = inspect.signature(getattr(Session, ADAPTER_KEYS[method]))
+    return [p for p in sig.parameters if p != "self"]
+
+
+def _loader():
+    """A safe YAML loader that reads 5e-5 as a number (plain YAML 1.1 reads it as a string)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)$|^[-+]?\d+\.\d*$|^[-+]?\.\d+$"),
+        list("-+0123456789."),
+    )
+    return Loader
+
+
+def parse_recipe(source: str | dict[str, Any]) -> Recipe:
+    """Parse YAML text (or an already-loaded dict) into a Recipe, checking every key."""
+    import yaml
+
+    if isinstance(source, str):
+        try:
+            data = yaml.load(source, Loader=_loader())
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
+    else:
+        data = dict(source)
+    if not isinstance(data, dict):
+        raise RecipeError("A recipe is a YAML mapping such as 'model: ./minilm' on its own line, one key per line.")
+    _unknown(data, VALID_KEYS, "the recipe")
+    if "model" not in data:
+        raise RecipeError("The recipe needs a model: a folder, a hub id, a .gguf file or $variable.")
+    adapters = [k for k in ADAPTER_KEYS if k in data]
+    if len(adapters) > 1:
+        raise RecipeError(f"One adapter per recipe; this one has {adapters}. Keep one (or use the Python API for more).")
+    adapter = None
+    if adapters:
+        name = adapters[0]
+        settings = data[name] or {}
+        if not isinstance(settings, dict):
+            raise RecipeError(f"{name} takes a mapping of settings, e.g. {name}: {{r: 8}}; got {settings!r}.")
+        _unknown(settings, _method_params(name), f"{name}")
+        adapter = (name, settings)
+    dataspec = data.get("data") or {}
+    if not isinstance(dataspec, dict):
+        raise RecipeError("data takes a mapping: data: {train: $train_df, eval: $dev_df, text: sentence, label: label}.")
+    _unknown(dataspec, DATA_KEYS, "data")
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise RecipeError("train takes a mapping of settings, e.g. train: {epochs: 1, lr: 5e-5}.")
+    from .training.config import TrainConfig
+
+    TrainConfig.from_kwargs(**train)  # unknown or bad settings fail here, before anything loads
+    head = data.get("head")
+    if head is not None and head != "reset":
+        if not isinstance(head, dict):
+            raise RecipeError("head takes {num_labels: N}, {labels: [...]} or 'reset'.")
+        _unknown(head, ("num_labels", "labels"), "head")
+    evaluate = data.get("evaluate", data.get("eval", True))
+    return Recipe(
+        model=data["model"], task=data.get("task"), load={k: data[k] for k in LOAD_KEYS if k in data},
+        data=dataspec, head={} if head == "reset" else head, freeze=_as_list(data.get("freeze"), "freeze"),
+        unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), adapter=adapter, train=train,
+        evaluate=bool(evaluate), save=data.get("save"),
+    )
+
+
+def resolve(value: Any, namespace: dict[str, Any] | None, where: str = "the recipe") -> Any:
+    """Replace ``$name`` strings (at any depth) by the namespace's objects."""
+    if isinstance(value, str) and value.startswith("$"):
+        name = value[1:]
+        if namespace is None or name not in namespace:
+            raise RecipeError(f"{value} in {where} is not defined in the notebook. Define {name} first, or give a "
+                              "file path instead.")
+        return namespace[name]
+    if isinstance(value, dict):
+        return {k: resolve(v, namespace, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, namespace, where) for v in value]
+    return value
+
+
+def build_session(recipe: Recipe, namespace: dict[str, Any] | None = None):
+    """Load the model, then head, freeze, unfreeze and adapter, in that order."""
+    from .loading import load
+
+    model = resolve(recipe.model, namespace, "model")
+    session = load(model, recipe.task, **resolve(recipe.load, namespace, "the load settings"))
+    if recipe.head is not None:
+        session.reset_head(**recipe.head)
+    if recipe.freeze:
+        session.freeze(*recipe.freeze)
+    if recipe.unfreeze:
+        session.unfreeze(*recipe.unfreeze)
+    if recipe.adapter:
+        method, settings = recipe.adapter
+        getattr(session, ADAPTER_KEYS[method])(**settings)
+    return session
+
+
+@dataclass
+class RecipeResult:
+    """What ``run_recipe`` returns: the session, metrics before and after, and the training run."""
+
+    session: Any
+    run: Any = None  # RunResult, None for a dry run
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    saved: Any = None
+
+    @property
+    def history(self):
+        return self.run.history if self.run is not None else None
+
+    def __repr__(self) -> str:
+        from ..render.training import recipe_text
+
+        return recipe_text(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.training import recipe_html
+
+        return recipe_html(self)
+
+
+def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] | None = None, *,
+               dry_run: bool = False, callbacks: Iterable[Callable] = (), log: bool = True,
+               on_session: Callable[[Any], None] | None = None) -> RecipeResult:
+    """Run a recipe end to end: build the session, evaluate, train, evaluate, save.
+
+    ``dry_run`` stops after building the session (load, freeze, attach) so its summary can be checked.
+    ``on_session`` is called with the session as soon as it exists (the notebook shows it).
+    """
+    recipe = source if isinstance(source, Recipe) else parse_recipe(source)
+    data = resolve(recipe.data, namespace, "data")
+    if not dry_run and "train" not in data:
+        raise RecipeError("The recipe has no training data: add data: {train: $train_df} (or use --dry-run).")
+    session = build_session(recipe, namespace)
+    if on_session is not None:
+        on_session(session)
+    result = RecipeResult(session)
+    if dry_run:
+        return result
+    columns = {k: v for k, v in data.items() if k not in ("train", "eval")}
+    eval_data = data.get("eval")
+    if recipe.evaluate and eval_data is not None:
+        result.before = session.evaluate(eval_data, columns=columns)
+    settings = dict(recipe.train)
+    settings.setdefault("columns", columns)
+    result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, **settings)
+    result.after = dict(result.run.metrics)
+    if recipe.save:
+        result.saved = session.save(recipe.save)
+    return result

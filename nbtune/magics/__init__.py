@@ -1,0 +1,35 @@
+"""IPython magics: ``%nbtune`` and ``%%finetune`` (registered by ``%load_ext nbtune``)."""
+
+from __future__ import annotations
+
+
+def _complete(magics):
+    """Tab completion: subcommands first, then presets and the current model's module names."""
+    from .magic import SUBCOMMANDS
+
+    presets = ["all", "head", "qkv", "top:1", "top:2", "bitfit", "embeddings", "adapters"]
+
+    def complete(shell, event):
+        words = event.line.split()
+        if len(words) <= 1 or (len(words) == 2 and not event.line.endswith(" ")):
+            return list(SUBCOMMANDS)
+        if words[1] in ("freeze", "unfreeze", "layers") and magics.current:
+            names = [n for n, _ in magics.sessions[magics.current].model.named_modules() if n and n.count(".") < 4]
+            return presets + names
+        if words[1] == "lora":
+            return ["r=", "alpha=", "dropout=", "targets=qkv", "targets=all-linear", "dora=true", "rslora=true"]
+        if words[1] == "train":
+            return ["eval=", "epochs=", "lr=", "batch_size=", "grad_accum=", "warmup=", "max_length=",
+                    "checkpoint_dir=", "save_every=", "resume="]
+        return []
+
+    return complete
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register %nbtune and %%finetune in this IPython session."""
+    from .magic import NbtuneMagics
+
+    magics = NbtuneMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.set_hook("complete_command", _complete(magics), str_key="%nbtune")

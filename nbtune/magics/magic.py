@@ -1,0 +1,307 @@
+"""``%nbtune`` and ``%%finetune``: parse, call the public API, display. No logic of their own."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Float, Int
+
+from ..core.errors import NbtuneError
+from ..core.loading import load
+from ..core.recipe import ADAPTER_KEYS, run_recipe
+from ..core.session import Session
+from ..core.training.config import TrainConfig
+from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
+
+SUBCOMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "lora", "prompt",
+               "prefix", "ptuning", "ia3", "adapters", "summary", "train", "eval", "save", "help")
+LOAD_OPTIONS = ["task", "num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype",
+                "revision", "name", "adapter"]
+
+
+def _params(method) -> list[str]:
+    return [p for p in inspect.signature(method).parameters if p != "self"]
+
+
+@magics_class
+class NbtuneMagics(Magics):
+    """The ``%nbtune`` line magic and the ``%%finetune`` cell magic (see ``%nbtune?`` and ``%%finetune?``)."""
+
+    batch_size = Int(16, help="Default batch size for %nbtune train and %%finetune.").tag(config=True)
+    lr = Float(5e-5, help="Default learning rate for %nbtune train and %%finetune.").tag(config=True)
+    epochs = Float(1.0, help="Default number of epochs.").tag(config=True)
+    summary_seq_len = Int(128, help="Sequence length assumed by %nbtune summary's memory estimate.").tag(config=True)
+    widgets = Bool(True, help="Show live widgets (False: text progress only).").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self.sessions: dict[str, Session] = {}
+        self.current: str | None = None
+
+    # -- sessions -----------------------------------------------------------------------------------------
+    def session(self, name: str | None = None) -> Session:
+        name = name or self.current
+        if name is None:
+            raise MagicUsageError("No session yet: start with %nbtune load MODEL (a folder, hub id or .gguf file).")
+        if name not in self.sessions:
+            raise MagicUsageError(f"No session named {name!r}; sessions: {list(self.sessions) or 'none'}.")
+        return self.sessions[name]
+
+    def register(self, session: Session, name: str | None = None) -> str:
+        name = name or f"s{len(self.sessions) + 1}"
+        self.sessions[name] = session
+        self.current = name
+        return name
+
+    def _train_defaults(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
+
+    def _dashboard(self, session: Session, title: str):
+        if not self.widgets:
+            return []
+        from ..ui.dashboard import TrainingDashboard
+
+        return [TrainingDashboard(session.history.rows, title=title)]
+
+    # -- %nbtune ---------------------------------------------------------------------------------------
+    @no_var_expand  # `$train_df` names a notebook variable; IPython would otherwise paste its text in
+    @line_magic
+    def nbtune(self, line: str) -> Any:
+        """%nbtune: load a model, inspect, freeze, attach adapters, train, evaluate, save.
+
+        Usage (one subcommand per line; ``-s NAME`` before it picks a session other than the current one)::
+
+            %nbtune load ./minilm --task text-classification --num-labels 2   # becomes the current session
+            %nbtune layers [FILTER] [--depth N] [--widget]     # tree (a checkbox widget with --widget)
+            %nbtune freeze SELECTOR ...  /  %nbtune unfreeze SELECTOR ...
+            %nbtune head num_labels=10 | labels=[neg,pos]       # fresh task head
+            %nbtune targets                                     # LoRA targets and their cost per rank
+            %nbtune lora r=8 alpha=16 targets=qkv   (also: prompt n_tokens=20, prefix, ptuning, ia3)
+            %nbtune adapters                                    # the adapter panel widget
+            %nbtune summary [batch_size=32 seq_len=128]
+            %nbtune train $train_df eval=$dev_df epochs=1 lr=5e-5   # live dashboard with a Stop button
+            %nbtune eval $dev_df
+            %nbtune save out/
+            s = %nbtune session                                 # the Session object, for the Python API
+            %nbtune sessions  /  %nbtune use NAME  /  %nbtune help
+
+        Selectors: names, globs, re:regex, ranges (encoder.layer.[0-3]), type:Class, presets (all, head, qkv,
+        top:N, bitfit, embeddings, adapters). Defaults can be set with %config NbtuneMagics.batch_size = 32, etc.
+        """
+        try:
+            return self._dispatch(line)
+        except NbtuneError as exc:  # a user error: one clear line, no traceback wall
+            raise UsageError(str(exc)) from None
+
+    def _dispatch(self, line: str) -> Any:
+        words = split(line)
+        target = None
+        if len(words) >= 2 and words[0] == "-s":
+            target, words = words[1], words[2:]
+        if not words:
+            print(inspect.cleandoc(NbtuneMagics.nbtune.__doc__ or ""))
+            return None
+        command, rest = words[0], words[1:]
+        if command not in SUBCOMMANDS:
+            from ..core.errors import close_matches
+
+            hint = close_matches(command, SUBCOMMANDS, n=1)
+            raise MagicUsageError(f"Unknown subcommand {command!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                  + f". Subcommands: {', '.join(SUBCOMMANDS)}.")
+        return getattr(self, f"_cmd_{command}")(target, rest)
+
+    def _settings(self, words: list[str]) -> tuple[list[str], dict[str, Any]]:
+        """Positional words and key=value settings, with ``$name`` values taken from the notebook."""
+        positional, opts = settings(words)
+        return positional, {k: resolve_ref(v, self.shell.user_ns) for k, v in opts.items()}
+
+    def _cmd_help(self, target, rest):
+        print(inspect.cleandoc(NbtuneMagics.nbtune.__doc__ or ""))
+
+    def _cmd_load(self, target, rest):
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune load takes one model: a folder, a hub id, a .gguf file or $variable.")
+        check_keys(opts, LOAD_OPTIONS, "load")
+        name = opts.pop("name", target)
+        if isinstance(opts.get("labels"), str):
+            opts["labels"] = [x.strip() for x in opts["labels"].split(",")]
+        session = load(resolve_ref(positional[0], self.shell.user_ns), **opts)
+        name = self.register(session, name)
+        print(f"session {name!r}: {session.name} ({session.task}), now current")
+        for note in session.notes:
+            print(f"note: {note}")
+        return None
+
+    def _cmd_session(self, target, rest):
+        """The Session object itself: ``s = %nbtune session``."""
+        return self.session(target)
+
+    def _cmd_sessions(self, target, rest):
+        for name, s in self.sessions.items():
+            print(("* " if name == self.current else "  ") + f"{name}: {s!r}")
+
+    def _cmd_use(self, target, rest):
+        if len(rest) != 1:
+            raise MagicUsageError("%nbtune use NAME")
+        self.session(rest[0])
+        self.current = rest[0]
+
+    def _cmd_layers(self, target, rest):
+        positional, opts = self._settings(rest)
+        check_keys(opts, ["depth", "widget", "fold", "no_fold"], "layers")
+        s = self.session(target)
+        if opts.get("widget"):
+            from ..ui.layer_widget import LayerFreezer
+
+            return LayerFreezer(s)
+        fold = False if opts.get("no_fold") else opts.get("fold")
+        return s.layers(positional[0] if positional else None, depth=opts.get("depth"), fold=fold)
+
+    def _cmd_freeze(self, target, rest):
+        if not rest:
+            raise MagicUsageError("%nbtune freeze SELECTOR ... (e.g. all, embeddings, encoder.layer.[0-3])")
+        return self.session(target).freeze(*rest)
+
+    def _cmd_unfreeze(self, target, rest):
+        if not rest:
+            raise MagicUsageError("%nbtune unfreeze SELECTOR ... (e.g. head, qkv, top:2, bitfit)")
+        return self.session(target).unfreeze(*rest)
+
+    def _cmd_head(self, target, rest):
+        _, opts = self._settings(rest)
+        check_keys(opts, ["num_labels", "labels"], "head")
+        if isinstance(opts.get("labels"), str):
+            opts["labels"] = [x.strip() for x in opts["labels"].split(",")]
+        return self.session(target).reset_head(**opts)
+
+    def _cmd_targets(self, target, rest):
+        return self.session(target).lora_targets()
+
+    def _adapter(self, method: str, target, rest):
+        s = self.session(target)
+        _, opts = self._settings(rest)
+        check_keys(opts, _params(getattr(Session, ADAPTER_KEYS[method])), method)
+        info = getattr(s, ADAPTER_KEYS[method])(**opts)
+        print(f"attached {info.name}: {info.method}, {info.params:,} parameters")
+        return s.summary(seq_len=self.summary_seq_len)
+
+    def _cmd_lora(self, target, rest):
+        return self._adapter("lora", target, rest)
+
+    def _cmd_prompt(self, target, rest):
+        return self._adapter("prompt", target, rest)
+
+    def _cmd_prefix(self, target, rest):
+        return self._adapter("prefix", target, rest)
+
+    def _cmd_ptuning(self, target, rest):
+        return self._adapter("ptuning", target, rest)
+
+    def _cmd_ia3(self, target, rest):
+        return self._adapter("ia3", target, rest)
+
+    def _cmd_adapters(self, target, rest):
+        from ..ui.adapter_panel import AdapterPanel
+
+        return AdapterPanel(self.session(target))
+
+    def _cmd_summary(self, target, rest):
+        _, opts = self._settings(rest)
+        check_keys(opts, ["batch_size", "seq_len"], "summary")
+        opts.setdefault("seq_len", self.summary_seq_len)
+        return self.session(target).summary(**opts)
+
+    def _cmd_train(self, target, rest):
+        s = self.session(target)
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune train DATA [eval=DATA] [setting=value ...]: DATA is $variable or a path.")
+        ns = self.shell.user_ns
+        data = resolve_ref(positional[0], ns)
+        eval_data = opts.pop("eval", None)
+        resume = opts.pop("resume", None)
+        TrainConfig.from_kwargs(**opts)  # unknown settings: a clear error before anything starts
+        kwargs = {**self._train_defaults(), **opts}
+        return s.train(data, eval=eval_data, resume=resume, callbacks=self._dashboard(s, f"training {s.name}"),
+                       log=not self.widgets, **kwargs)
+
+    def _cmd_eval(self, target, rest):
+        positional, opts = self._settings(rest)
+        check_keys(opts, ["batch_size", "max_length", "columns"], "eval")
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune eval DATA: DATA is $variable or a path.")
+        from ..render.training import metrics_text
+
+        metrics = self.session(target).evaluate(resolve_ref(positional[0], self.shell.user_ns), **opts)
+        print(metrics_text(metrics))
+        return metrics
+
+    def _cmd_save(self, target, rest):
+        if len(rest) != 1:
+            raise MagicUsageError("%nbtune save FOLDER")
+        return self.session(target).save(rest[0])
+
+    # -- %%finetune -------------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-o", "--output", default=None, help="store the result (session, run, metrics) in this variable")
+    @argument("--dry-run", action="store_true", help="load, freeze and attach, show the summary, do not train")
+    @argument("-s", "--session", default=None, help="name of the new session for %%nbtune (default s1, s2...)")
+    @cell_magic
+    def finetune(self, line: str, cell: str) -> Any:
+        """%%finetune [-o NAME] [--dry-run] [-s SESSION]: run a whole recipe written in YAML.
+
+        Keys: model, task, num_labels, labels, gguf_file, data {train, eval, text, text_pair, label, prompt,
+        response}, head {num_labels | labels}, freeze [...], unfreeze [...], one adapter (lora | prompt | prefix |
+        ptuning | ia3) with its settings, train {epochs, lr, batch_size, ...}, evaluate (true/false), save: FOLDER.
+        ``$name`` values come from the notebook. ``-o NAME`` stores the result (session, run, metrics before and
+        after) in NAME; ``--dry-run`` loads, freezes and attaches, shows the summary and does not train. The
+        session becomes the current one for %nbtune (named by -s, or s1, s2...).
+        """
+        try:
+            return self._finetune(line, cell)
+        except NbtuneError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _finetune(self, line: str, cell: str) -> Any:
+        args = parse_argstring(self.finetune, line)
+        dashboards = []
+
+        def on_session(session):
+            name = self.register(session, args.session)
+            print(f"session {name!r}: {session.name} ({session.task})")
+            dashboards.extend(self._dashboard(session, f"finetune {session.name}"))
+
+        def relay(event, control):  # the dashboard is created once the session exists
+            for d in dashboards:
+                d(event, control)
+
+        recipe = _with_defaults(cell, self._train_defaults())
+        result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, callbacks=[relay],
+                            log=not self.widgets, on_session=on_session)
+        if args.output:
+            self.shell.user_ns[args.output] = result
+        if args.dry_run:
+            display(result.session.summary(seq_len=self.summary_seq_len))
+            return None
+        return result
+
+
+def _with_defaults(cell: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The recipe with %config defaults filled in under its own train settings."""
+    import yaml
+
+    from ..core.recipe import RecipeError, _loader
+
+    try:
+        data = yaml.load(cell, Loader=_loader()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("train", {}), dict):
+        data["train"] = {**defaults, **(data.get("train") or {})}
+    return data

@@ -1,0 +1,62 @@
+"""Run a notebook headless in a real Jupyter kernel (nbclient), with parameters, and keep the result.
+
+Used by the README's main job (the quickstart), by the tests and by CI for the tutorials. A cell tagged
+``parameters`` may be overridden: the given values are set in a cell inserted right after it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def inject_parameters(nb, parameters: dict[str, Any]) -> None:
+    """Insert ``NAME = value`` assignments after the cell tagged 'parameters' (or at the top)."""
+    import nbformat
+
+    if not parameters:
+        return
+    source = "# injected parameters\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    index = next((i + 1 for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), 0)
+    nb.cells.insert(index, cell)
+
+
+def execute(path: str | Path, out_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
+            timeout: int = 900, html: bool = True, cwd: str | Path | None = None):
+    """Execute the notebook at ``path``; return (executed notebook, path written or None, html path or None).
+
+    A cell error raises ``nbclient.exceptions.CellExecutionError`` naming the cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    inject_parameters(nb, parameters or {})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(cwd or path.parent)}})
+    client.execute()
+    written = html_path = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = out_dir / path.name
+        nbformat.write(nb, written)
+        if html:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            html_path = out_dir / (path.stem + ".html")
+            html_path.write_text(body)
+    return nb, written, html_path
+
+
+def outputs(nb, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every output of every code cell (optionally only those holding MIME type ``kind`` or stream text)."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if kind is None or kind in out.get("data", {}) or (kind == "stream" and out.get("output_type") == "stream"):
+                found.append(out)
+    return found

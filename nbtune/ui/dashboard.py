@@ -1,0 +1,162 @@
+"""The live training dashboard: progress, loss plot, learning rate, metrics, and a Stop button that works.
+
+It is only a listener of the training loop's events. Everything is core ipywidgets updated in place (no
+custom widget manager, no ``clear_output``); the plot redraws at most twice a second. When the run ends,
+the live widget is replaced through its display handle by a static PNG + HTML summary, so a saved or
+executed notebook still shows the curves without a kernel. Outside a kernel it prints text lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from ..core.training.events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
+from ..render.format import esc, html_table
+from .env import clicks_while_busy, kernel_shell
+from .plot import LossPlot
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrainingDashboard:
+    """A training listener ``(event, control)`` that draws progress and answers the Stop button.
+
+    Args:
+        history_rows: the session's history rows (all runs), so a resumed run redraws the whole curve.
+        redraw_every: minimum seconds between plot redraws.
+        poll_every: minimum seconds between processing widget messages (Stop clicks) during training.
+    """
+
+    def __init__(self, history_rows: list[dict[str, Any]] | None = None, title: str = "training",
+                 redraw_every: float = 0.5, poll_every: float = 0.2):
+        self.rows = history_rows if history_rows is not None else []
+        self.title, self.redraw_every, self.poll_every = title, redraw_every, poll_every
+        self.plot = LossPlot()
+        self.widgets: dict[str, Any] = {}
+        self.handle = None
+        self.stop_requested = False
+        self.status = ""
+        self.metrics: dict[str, float] = {}
+        self.redraws = 0
+        self._last_draw = self._last_poll = 0.0
+        self._pump_cm = None
+        self._pump = lambda: None
+        self._started = 0.0
+        self._total = 0
+        self._text_mode = kernel_shell() is None
+
+    # -- construction --------------------------------------------------------------------------------
+    def _build(self, event: FitStarted):
+        import ipywidgets as w
+
+        self.widgets = {
+            "title": w.HTML(f"<b>{esc(self.title)}</b>: {event.trainable:,} of {event.total_params:,} parameters "
+                            f"trainable, {event.examples} examples, {esc(event.device)} ({esc(event.precision)})"),
+            "bar": w.IntProgress(value=event.start_step, min=0, max=event.total_steps, bar_style="info",
+                                 layout=w.Layout(width="50%")),
+            "status": w.HTML("starting..."),
+            "plot": w.Image(format="png", layout=w.Layout(width="560px")),
+            "metrics": w.HTML(""),
+            "stop": w.Button(description="Stop", button_style="warning", icon="stop",
+                             tooltip="Stop at the next step; weights and history are kept"),
+        }
+        self.widgets["stop"].on_click(self._on_stop)
+        box = w.VBox([self.widgets["title"], w.HBox([self.widgets["bar"], self.widgets["stop"]]),
+                      self.widgets["status"], w.HBox([self.widgets["plot"], self.widgets["metrics"]])])
+        self.widgets["box"] = box
+        return box
+
+    def _on_stop(self, _button=None) -> None:
+        self.stop_requested = True
+        if "stop" in self.widgets:
+            self.widgets["stop"].description = "Stopping..."
+            self.widgets["stop"].disabled = True
+
+    # -- listener --------------------------------------------------------------------------------------
+    def __call__(self, event: Any, control: Control) -> None:
+        if isinstance(event, FitStarted):
+            self._on_fit_started(event)
+        elif isinstance(event, StepEnded):
+            self._on_step(event, control)
+        elif isinstance(event, EvalEnded):
+            self.metrics = dict(event.metrics)
+            self._draw(force=True)
+        elif isinstance(event, (FitEnded, FitCancelled)):
+            self._on_end(event)
+
+    def _on_fit_started(self, event: FitStarted) -> None:
+        self._started, self._total = time.monotonic(), event.total_steps
+        self.stop_requested = False
+        if self._text_mode:
+            print(f"{self.title}: {event.total_steps} steps, {event.examples} examples", flush=True)
+            return
+        from IPython.display import display
+
+        box = self._build(event)
+        self.handle = display(box, display_id=True)
+        self._pump_cm = clicks_while_busy([self.widgets["stop"]])
+        self._pump = self._pump_cm.__enter__()
+
+    def _on_step(self, e: StepEnded, control: Control) -> None:
+        elapsed = time.monotonic() - self._started
+        per_step = elapsed / max(e.run_step, 1)
+        self.status = (f"step {e.run_step}/{e.total_steps} (global {e.step}), epoch {e.epoch:.2f}, loss {e.loss:.4f}, "
+                       f"lr {e.lr:.2e}, {e.examples_per_s:.1f} ex/s, ETA {_eta(per_step * (e.total_steps - e.run_step))}")
+        now = time.monotonic()
+        if self._text_mode:
+            if now - self._last_draw >= 2 or e.run_step == e.total_steps:
+                self._last_draw = now
+                print(self.status, flush=True)
+        else:
+            self.widgets["bar"].value = e.run_step
+            self.widgets["status"].value = esc(self.status)
+            self._draw()
+            if now - self._last_poll >= self.poll_every:
+                self._last_poll = now
+                self._pump()  # a Stop click is handled here, between two steps
+        if self.stop_requested:
+            control.stop("stopped by the Stop button")
+
+    def _draw(self, force: bool = False) -> None:
+        if self._text_mode or not self.widgets:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.redraw_every:
+            return
+        self._last_draw = now
+        self.widgets["plot"].value = self.plot.png(self.rows)
+        self.redraws += 1
+        if self.metrics:
+            self.widgets["metrics"].value = html_table(["metric", "value"],
+                                                       [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
+
+    def _on_end(self, event: Any) -> None:
+        cancelled = isinstance(event, FitCancelled)
+        reason = "interrupted" if cancelled else event.reason
+        if self._pump_cm is not None:
+            self._pump_cm.__exit__(None, None, None)
+            self._pump_cm = None
+        if self._text_mode:
+            print(f"{self.title}: {reason} at step {event.step}", flush=True)
+            return
+        self.widgets["bar"].bar_style = "danger" if cancelled or reason == "non-finite loss" else "success"
+        self.widgets["stop"].disabled = True
+        self.final_bundle = self.static_bundle(f"{reason} at step {event.step}")
+        if self.handle is not None:
+            # Replace the live widget by a static picture: it survives saving and widget-less viewers.
+            self.handle.update(self.final_bundle, raw=True)
+
+    def static_bundle(self, outcome: str) -> dict[str, Any]:
+        """PNG of the curves plus an HTML/text summary, for the notebook file."""
+        png = self.plot.png(self.rows, title=f"{self.title}: {outcome}")
+        table = html_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
+        b64 = base64.b64encode(png).decode()
+        html = (f"<div class='nbtune-dashboard'><b>{esc(self.title)}</b>: {esc(outcome)}<br>{esc(self.status)}"
+                f"<div style='display:flex;gap:1em'><img src='data:image/png;base64,{b64}'/>{table}</div></div>")
+        text = f"{self.title}: {outcome}\n{self.status}\n" + "\n".join(f"{k}: {v:.4f}" for k, v in self.metrics.items())
+        return {"image/png": b64, "text/html": html, "text/plain": text}

@@ -1,0 +1,206 @@
+"""The layer-freezing widget: a lazily built module tree with a checkbox per module.
+
+Ticking a box calls ``Session.unfreeze(name)``, clearing it ``Session.freeze(name)``: the same calls as code.
+The widget listens to the session, so a freeze typed in another cell shows up here too. Children are built
+only when a row is opened, so a 7B-sized model on the meta device opens at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..core.errors import NbtuneError
+from ..core.params import param_numel
+from ..render.format import esc, human_count
+
+_STATE_COLOUR = {"all": "#1a7f37", "none": "#888", "partial": "#b35900"}
+
+
+def _counts(module: nn.Module) -> tuple[int, int]:
+    params = list(module.parameters())
+    return sum(param_numel(p) for p in params), sum(param_numel(p) for p in params if p.requires_grad)
+
+
+def _state(total: int, trainable: int) -> str:
+    if total == 0 or trainable == 0:
+        return "none"
+    return "all" if trainable == total else "partial"
+
+
+class _Row:
+    """One module: expand button, checkbox, label, and a (lazily filled) box of child rows."""
+
+    def __init__(self, owner: "LayerFreezer", name: str, module: nn.Module):
+        import ipywidgets as w
+
+        self.owner, self.name, self.module = owner, name, module
+        self.children: list[_Row] | None = None
+        has_kids = any(True for _ in module.children())
+        self.expand = w.Button(description="+" if has_kids else "", disabled=not has_kids,
+                               layout=w.Layout(width="30px", height="24px", padding="0"))
+        self.checkbox = w.Checkbox(value=False, indent=False, layout=w.Layout(width="22px"))
+        self.label = w.HTML()
+        self.box = w.VBox(layout=w.Layout(margin="0 0 0 22px", display="none"))
+        self.widget = w.VBox([w.HBox([self.expand, self.checkbox, self.label]), self.box])
+        self.expand.on_click(self.toggle)
+        self.checkbox.observe(self._on_check, names="value")
+        self.refresh()
+
+    @property
+    def selector(self) -> str:
+        return self.name or "all"
+
+    def toggle(self, _button=None) -> None:
+        """Open or close this row, building the child rows the first time."""
+        if self.children is None:
+            self.children = [_Row(self.owner, f"{self.name}.{n}" if self.name else n, m)
+                             for n, m in self.module.named_children()]
+            self.box.children = [c.widget for c in self.children]
+        opening = self.box.layout.display == "none"
+        self.box.layout.display = "flex" if opening else "none"
+        self.expand.description = "-" if opening else "+"
+
+    def _on_check(self, change) -> None:
+        if self.owner.updating:
+            return
+        self.owner.apply("unfreeze" if change["new"] else "freeze", self.selector, self)
+
+    def refresh(self) -> None:
+        total, trainable = _counts(self.module)
+        state = _state(total, trainable)
+        self.state = state
+        self.owner.updating = True
+        try:
+            self.checkbox.value = state == "all"
+            self.checkbox.disabled = total == 0
+        finally:
+            self.owner.updating = False
+        short = self.name.rsplit(".", 1)[-1] if self.name else type(self.module).__name__
+        shown = {"all": "trainable", "none": "frozen", "partial": f"partly: {human_count(trainable)}"}[state]
+        self.label.value = (f"<span style='font-family:monospace'>{esc(short)}</span> "
+                            f"<span style='color:#555'>{esc(type(self.module).__name__)}, {human_count(total)}</span> "
+                            f"<span style='color:{_STATE_COLOUR[state]}'>{shown}</span>")
+        for child in self.children or []:
+            child.refresh()
+
+
+class LayerFreezer:
+    """Tree of checkboxes over ``session.model`` with a filter box, a selector box and a live summary.
+
+    ``display(LayerFreezer(s))`` or ``%nbtune layers --widget``. Changes go through ``Session.freeze``/``unfreeze``.
+    """
+
+    def __init__(self, session, batch_size: int = 8, seq_len: int = 128):
+        import ipywidgets as w
+
+        self.session, self.batch_size, self.seq_len = session, batch_size, seq_len
+        self.updating = False
+        self.summary = w.HTML()
+        self.message = w.HTML()
+        self.filter = w.Text(placeholder="filter modules (substring)", continuous_update=False,
+                             layout=w.Layout(width="40%"))
+        self.selector = w.Text(placeholder="selector: encoder.layer.[0-3], qkv, type:LayerNorm, re:...",
+                               continuous_update=False, layout=w.Layout(width="40%"))
+        self.preview = w.HTML()
+        self.freeze_button = w.Button(description="Freeze", icon="lock")
+        self.unfreeze_button = w.Button(description="Unfreeze", icon="unlock")
+        self.root = _Row(self, "", session.model)
+        self.root.toggle()
+        self.filtered = w.VBox()
+        self.filter.observe(self._on_filter, names="value")
+        self.selector.observe(self._on_selector, names="value")
+        self.freeze_button.on_click(lambda _: self.apply("freeze", self.selector.value.strip(), None))
+        self.unfreeze_button.on_click(lambda _: self.apply("unfreeze", self.selector.value.strip(), None))
+        self.widget = w.VBox([
+            self.summary,
+            w.HBox([self.selector, self.freeze_button, self.unfreeze_button]), self.preview,
+            self.filter, self.message, self.filtered, self.root.widget,
+        ])
+        self._listener = self._on_session_change
+        session.add_listener(self._listener)
+        self._update_summary()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    # -- actions (all through the public Session API) ------------------------------------------------
+    def apply(self, action: str, selector: str, row: _Row | None) -> None:
+        if not selector:
+            self.message.value = "<span style='color:#b00'>Type a selector first.</span>"
+            return
+        try:
+            report = getattr(self.session, action)(selector)
+        except NbtuneError as exc:
+            self.message.value = f"<span style='color:#b00'>{esc(exc)}</span>"
+            if row is not None:
+                row.refresh()
+            return
+        self.message.value = f"<span style='color:#1a7f37'>{esc(repr(report).splitlines()[0])}</span>"
+
+    def _on_session_change(self, kind: str) -> None:
+        if kind == "adapter":  # peft wrapped (or merged) the model: rebuild the tree over the new object
+            self.root = _Row(self, "", self.session.model)
+            self.root.toggle()
+            self.widget.children = (*self.widget.children[:-1], self.root.widget)
+            self.filtered.children = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.root.refresh()
+        for row in getattr(self, "_filter_rows", []):
+            row.refresh()
+        self._update_summary()
+
+    def _update_summary(self) -> None:
+        self.summary.value = self.session.summary(self.batch_size, self.seq_len)._repr_html_()
+
+    def _on_filter(self, change) -> None:
+        text = change["new"].strip()
+        if not text:
+            self._filter_rows = []
+            self.filtered.children = []
+            self.root.widget.layout.display = "flex"
+            return
+        hits = [(n, m) for n, m in self.session.model.named_modules() if n and text in n][:200]
+        self._filter_rows = [_Row(self, n, m) for n, m in hits]
+        self.filtered.children = [r.widget for r in self._filter_rows]
+        self.root.widget.layout.display = "none"
+        self.message.value = f"{len(hits)} modules match {esc(text)!s}" + (" (first 200)" if len(hits) == 200 else "")
+
+    def _on_selector(self, change) -> None:
+        text = change["new"].strip()
+        if not text:
+            self.preview.value = ""
+            return
+        try:
+            selection = self.session.select(text)
+        except NbtuneError as exc:
+            self.preview.value = f"<span style='color:#b00'>{esc(exc)}</span>"
+            return
+        params = dict(self.session.model.named_parameters())
+        count = sum(param_numel(params[n]) for n in selection.params if n in params)
+        names = [m for ms in selection.matches.values() for m in ms]
+        shown = ", ".join(names[:8]) + (f", ... (+{len(names) - 8})" if len(names) > 8 else "")
+        self.preview.value = (f"would affect {len(selection.params)} tensors, {human_count(count)} parameters: "
+                              f"<code>{esc(shown)}</code>")
+
+    def close(self) -> None:
+        self.session.remove_listener(self._listener)
+        self.widget.close()
+
+    def row(self, name: str) -> Any:
+        """The row of module ``name``, opening its ancestors (for tests and scripted use)."""
+        node = self.root
+        if not name:
+            return node
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            if node.children is None:
+                node.toggle()
+            target = ".".join(parts[:i])
+            node = next(c for c in node.children if c.name == target)
+        return node

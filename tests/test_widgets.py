@@ -1,0 +1,132 @@
+"""Widgets without a browser: set values, click buttons, check the model; the dashboard's logic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nbtune
+from nbtune.core.training.events import StepEnded
+from nbtune.ui import AdapterPanel, LayerFreezer, TrainingDashboard
+from test_training import toy_rows
+
+
+@pytest.fixture
+def bert(tiny_dirs):
+    torch.manual_seed(0)
+    return nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+
+
+def test_checkbox_freezes_and_summary_follows(bert):
+    w = LayerFreezer(bert)
+    assert w.summary.value == bert.summary()._repr_html_()
+    row = w.row("bert.encoder.layer.0")
+    assert row.checkbox.value is True
+    row.checkbox.value = False  # a click
+    assert not any(p.requires_grad for p in bert.model.bert.encoder.layer[0].parameters())
+    assert bert.freeze_log[-1] == ("freeze", ("bert.encoder.layer.0",))
+    assert w.row("bert.encoder").state == "partial" and "partly" in w.row("bert.encoder").label.value
+    assert w.summary.value == bert.summary()._repr_html_()
+    row.checkbox.value = True
+    assert all(p.requires_grad for p in bert.model.bert.encoder.layer[0].parameters())
+
+
+def test_code_changes_update_the_widget(bert):
+    w = LayerFreezer(bert)
+    head = w.row("classifier")
+    bert.freeze("classifier")
+    assert head.checkbox.value is False and head.state == "none"
+    bert.freeze("all")
+    assert w.root.checkbox.value is False
+    bert.unfreeze("all")
+    assert w.root.checkbox.value is True and head.checkbox.value is True
+
+
+def test_selector_box_previews_and_applies(bert):
+    w = LayerFreezer(bert)
+    w.selector.value = "encoder.layer.[1]"
+    assert "would affect" in w.preview.value and "bert.encoder.layer.1" in w.preview.value
+    w.freeze_button.click()
+    assert not any(p.requires_grad for p in bert.model.bert.encoder.layer[1].parameters())
+    w.selector.value = "encoder.layer.*.atention"
+    assert "matches nothing" in w.preview.value
+    flags = {n: p.requires_grad for n, p in bert.model.named_parameters()}
+    w.unfreeze_button.click()
+    assert "matches nothing" in w.message.value
+    assert flags == {n: p.requires_grad for n, p in bert.model.named_parameters()}
+
+
+def test_filter_box(bert):
+    w = LayerFreezer(bert)
+    w.filter.value = "LayerNorm"
+    assert w.filtered.children and all("LayerNorm" in r.name for r in w._filter_rows)
+    w._filter_rows[0].checkbox.value = False
+    assert not bert.model.get_submodule(w._filter_rows[0].name).weight.requires_grad
+    w.filter.value = ""
+    assert not w.filtered.children
+
+
+def test_tree_is_built_lazily_for_huge_meta_models(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                vocab_size=32000, architectures=["LlamaForCausalLM"]).save_pretrained(tmp_path)
+    s = nbtune.load(tmp_path, weights=False, tokenizer=False)
+    w = LayerFreezer(s)
+    assert [c.name for c in w.root.children] == ["model", "lm_head"]
+    assert w.row("model").children is None  # not built until opened
+    assert "6.74B" in w.summary.value
+
+
+def test_adapter_panel_attaches_through_the_session(bert):
+    panel = AdapterPanel(bert)
+    assert set(panel.chosen_targets()) == {"query", "key", "value"}
+    panel.targets["key"][0].value = False
+    panel.r.value = 4
+    assert "at r=4" in panel.cost.value
+    from nbtune.render.format import human_count
+
+    assert human_count(bert.lora_targets().cost(["query", "value"], r=4)) in panel.cost.value
+    panel.attach_button.click()
+    info = bert.adapters[0]
+    assert info.method == "lora" and info.settings["targets"] == ["query", "value"] and "attached" in panel.result.value
+    lora_layers = {n.split(".")[-4] for n in bert.trainable_parameters() if "lora_A" in n}
+    assert lora_layers == {"query", "value"}
+
+
+def test_adapter_panel_shows_errors_and_changes_nothing(cnn):
+    s = nbtune.load(cnn)
+    panel = AdapterPanel(s)
+    panel.method.value = "Prompt tuning"
+    model = s.model
+    panel.attach_button.click()
+    assert "color:#b00" in panel.result.value and s.model is model and s.adapters == []
+
+
+def test_dashboard_stop_and_static_output(bert, monkeypatch):
+    import nbtune.ui.dashboard as dash_mod
+
+    monkeypatch.setattr(dash_mod, "kernel_shell", lambda: object())  # pretend a widget frontend
+    dash = TrainingDashboard(bert.history.rows, title="test")
+    clicks = {"n": 0}
+
+    def click_at_step_3(event, control):
+        if isinstance(event, StepEnded) and event.run_step == 3:
+            dash.widgets["stop"].click()
+            clicks["n"] += 1
+
+    run = bert.train(toy_rows(64), eval=toy_rows(16), callbacks=[click_at_step_3, dash], epochs=3, batch_size=8,
+                     log=False)
+    assert clicks["n"] == 1
+    assert run.reason == "stopped by the Stop button" and run.steps == 3 and not run.cancelled
+    assert dash.widgets["stop"].disabled and dash.widgets["bar"].value == 3
+    bundle = dash.final_bundle
+    assert bundle["image/png"] and "<img" in bundle["text/html"] and "stopped by the Stop button" in bundle["text/plain"]
+    assert dash.redraws <= 2 + 2 * run.seconds + 2  # throttled: about two redraws a second at most
+
+
+def test_dashboard_text_mode_outside_a_kernel(bert, capsys):
+    dash = TrainingDashboard(bert.history.rows, title="plain")
+    bert.train(toy_rows(32), callbacks=[dash], epochs=1, batch_size=8, log=False)
+    out = capsys.readouterr().out
+    assert "plain: 4 steps" in out and "step 4/4" in out and "completed at step 4" in out
