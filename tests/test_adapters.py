@@ -13,6 +13,8 @@ from nbtune import AdapterError
 from adapter_helpers import batch_for, changed, eval_loss, optimise, snapshot
 
 TASK = {"bert": "text-classification", "gpt2": "causal-lm", "llama": "causal-lm", "t5": "seq2seq"}
+EVERY_METHOD = [("add_lora", {"r": 4}), ("add_prompt_tuning", {"n_tokens": 4}), ("add_prefix_tuning", {"n_tokens": 4}),
+                ("add_ptuning", {"n_tokens": 4}), ("add_ia3", {})]
 METHODS = {
     "lora": ("add_lora", {"r": 4}),
     "dora": ("add_lora", {"r": 4, "dora": True}),
@@ -278,9 +280,7 @@ def test_lora_linear_targets_on_hand_written_mlp():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fn, kwargs", [("add_lora", {"r": 4}), ("add_prompt_tuning", {"n_tokens": 4}),
-                                        ("add_prefix_tuning", {"n_tokens": 4}), ("add_ptuning", {"n_tokens": 4}),
-                                        ("add_ia3", {})])
+@pytest.mark.parametrize("fn, kwargs", EVERY_METHOD)
 def test_real_minilm_methods(minilm_dir, fn, kwargs):
     torch.manual_seed(0)
     s = nbtune.load(minilm_dir, task="text-classification", num_labels=2)
@@ -299,9 +299,7 @@ def smollm(smollm_gguf):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fn, kwargs", [("add_lora", {"r": 4}), ("add_prompt_tuning", {"n_tokens": 4}),
-                                        ("add_prefix_tuning", {"n_tokens": 4}), ("add_ptuning", {"n_tokens": 4}),
-                                        ("add_ia3", {})])
+@pytest.mark.parametrize("fn, kwargs", EVERY_METHOD)
 def test_smollm2_methods(smollm, fn, kwargs):
     torch.manual_seed(0)
     s = nbtune.Session(copy.deepcopy(smollm.model), smollm.tokenizer, task="causal-lm", source=smollm.source)

@@ -145,23 +145,15 @@ class NanGuard(Callback):
         control.messages.append(self.message)
 
 
-class CheckpointEvery(Callback):
-    """Ask the loop to write a checkpoint every ``every`` optimizer steps."""
+class EveryNSteps(Callback):
+    """Ask the loop for something every ``every`` optimizer steps: ``request`` is a Control flag
+    (``"should_save"`` for checkpoints, ``"should_evaluate"`` for evaluation)."""
 
-    def __init__(self, every: int):
-        self.every = every
-
-    def on_step_ended(self, e: StepEnded, control: Control) -> None:
-        if e.step % self.every == 0:
-            control.should_save = True
-
-
-class EvaluateEvery(Callback):
-    """Ask the loop to evaluate every ``every`` optimizer steps."""
-
-    def __init__(self, every: int):
-        self.every = every
+    def __init__(self, every: int, request: str):
+        if not hasattr(Control(), request):
+            raise ValueError(f"Control has no flag {request!r}")
+        self.every, self.request = every, request
 
     def on_step_ended(self, e: StepEnded, control: Control) -> None:
         if e.step % self.every == 0:
-            control.should_evaluate = True
+            setattr(control, self.request, True)

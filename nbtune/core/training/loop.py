@@ -19,7 +19,7 @@ import torch
 from ..errors import NbtuneError
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
-from .callbacks import CheckpointEvery, ConsoleLogger, EarlyStopping, EvaluateEvery, History, NanGuard
+from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard
 from .config import TrainConfig, TrainConfigError
 from .data import DataError, Features, load_table, make_loader
 from .events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
@@ -211,9 +211,9 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         metric = cfg.early_stopping_metric or handler.main_metric
         listeners.append(EarlyStopping(metric, cfg.early_stopping, "max" if handler.greater_is_better else "min"))
     if cfg.save_every and cfg.checkpoint_dir:
-        listeners.append(CheckpointEvery(cfg.save_every))
+        listeners.append(EveryNSteps(cfg.save_every, "should_save"))
     if cfg.eval_every and eval_features is not None:
-        listeners.append(EvaluateEvery(cfg.eval_every))
+        listeners.append(EveryNSteps(cfg.eval_every, "should_evaluate"))
     if log:
         listeners.append(ConsoleLogger(cfg.log_every))
     listeners.extend(callbacks)
