@@ -197,3 +197,25 @@ def test_python_api_is_the_same_path(tiny_dirs):
     result = nbtune.finetune(recipe, {"train_df": pd.DataFrame(toy_rows(48)), "dev_df": pd.DataFrame(toy_rows(16))},
                              log=False)
     assert result.run.steps == 12 and result.after["accuracy"] >= 0
+
+
+@pytest.mark.parametrize("line, method", [("%nbtune prefix n_tokens=3", "prefix"), ("%nbtune ptuning n_tokens=3", "ptuning"),
+                                          ("%nbtune ia3", "ia3"), ("%nbtune prompt n_tokens=2", "prompt")])
+def test_every_adapter_subcommand(ip, line, method):
+    ip.run_cell("%nbtune load $bert_dir --task text-classification --num-labels 2")
+    summary = ip.run_cell(line).result
+    assert magics_of(ip).session().adapters[0].method == method and summary.trainable > 0
+
+
+def test_widget_subcommands_and_sessions_listing(ip):
+    from nbtune.ui import AdapterPanel, LayerFreezer
+
+    ip.run_cell("%nbtune load $bert_dir --task text-classification --num-labels 2 --name first")
+    assert isinstance(ip.run_cell("%nbtune layers --widget").result, LayerFreezer)
+    panel = ip.run_cell("%nbtune adapters").result
+    assert isinstance(panel, AdapterPanel)
+    panel.attach_button.click()
+    assert magics_of(ip).session().adapters[0].method == "lora"
+    with capture_output() as cap:
+        ip.run_cell("%nbtune sessions")
+    assert "* first" in cap.stdout
