@@ -277,13 +277,15 @@ class Session:
         """Every step and evaluation of every run of this session (``.to_pandas()`` for a table)."""
         return self.training.history
 
-    def train(self, data: Any, eval: Any = None, *, callbacks: Any = (), resume: Any = None, log: bool = True,
-              **settings: Any):
+    def train(self, data: Any, eval: Any = None, *, task: str | None = None, callbacks: Any = (), resume: Any = None,
+              log: bool = True, **settings: Any):
         """Fine-tune on ``data`` and return a RunResult (history, metrics, outcome).
 
         Args:
             data: a DataFrame, CSV/TSV/JSON/JSONL path, datasets.Dataset/DatasetDict, list of dicts or of strings.
             eval: evaluation data in the same forms (a DatasetDict's validation split is used by default).
+            task: train for another task first (``switch_task``): e.g. ``task="masked-lm"`` on in-domain text, then
+                the real task; the pretrained body carries over.
             callbacks: extra listeners ``f(event, control)`` (the notebook dashboard is one).
             resume: ``True`` continues an interrupted run of this session; a folder continues from its newest
                 complete checkpoint (after a kernel restart: set the session up the same way first).
@@ -298,6 +300,11 @@ class Session:
         from .training.loop import fit
 
         cfg = TrainConfig.from_kwargs(**settings)
+        if task is not None:
+            from .tasks import get_task
+
+            if get_task(task).name != self.task:
+                self.switch_task(task)
         result = fit(self, data, eval, cfg, callbacks=callbacks, resume=resume, log=log)
         self._changed("train")
         return result
@@ -343,3 +350,47 @@ class Session:
                                      return_tensors="pt").to(device)
                 out.extend(handler.predict_rows(self, self.model(**enc).logits))
         return out
+
+    def generate(self, prompts: Any, max_new_tokens: int = 64, chat: bool | None = None, **kwargs: Any) -> list[str]:
+        """Generated text for each prompt (causal-lm and seq2seq), using the chat template when there is one."""
+        from .generation import generate
+
+        return generate(self, prompts, max_new_tokens=max_new_tokens, chat=chat, **kwargs)
+
+    def switch_task(self, task: str, num_labels: int | None = None, labels: list[str] | None = None) -> list[str]:
+        """Give the model another task's head, keeping the pretrained body (multi-stage recipes).
+
+        E.g. after ``train(domain_text, task="masked-lm")``, ``switch_task("text-classification", labels=[...])``
+        builds the classifier on the adapted encoder. Returns notes on what is new.
+        """
+        import copy
+
+        from .loading import _label_settings, _resolve_task
+        from .tasks import auto_class
+
+        self.require_weights("switch task")
+        if is_peft_model(self.model):
+            raise HeadError("Merge the adapter (s.merge()) or save it before switching task: the new head would not "
+                            "be part of the adapter.")
+        config = getattr(self.model, "config", None)
+        if config is None:
+            raise HeadError("switch_task works on transformers models; for a plain nn.Module replace the head yourself.")
+        spec = _resolve_task(task, config, self.name, self.source.kind)
+        new_config = copy.deepcopy(config)
+        for key, value in _label_settings(spec, num_labels, labels).items():
+            setattr(new_config, key, value)
+        first = next(self.model.parameters())
+        new = auto_class(spec).from_config(new_config).to(device=first.device, dtype=first.dtype)
+        missing, _ = new.base_model.load_state_dict(self.model.base_model.state_dict(), strict=False)
+        notes = [f"switched to {spec.name}: the body's weights carried over; the head is new"]
+        if missing:
+            notes.append(f"also new (not in the previous model): {', '.join(sorted(missing)[:4])}")
+        self.model, self.task = new, spec.name
+        self.freeze_log, self.trained_params = [], set()
+        history = self.training.history
+        from .training.loop import TrainingState
+
+        self._training = TrainingState(history=history, global_step=self.training.global_step)
+        self.notes.extend(notes)
+        self._changed("adapter")  # a new model object: widgets rebuild their tree
+        return notes

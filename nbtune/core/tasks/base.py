@@ -24,11 +24,19 @@ class TaskHandler:
         """A callable turning a list of features into a padded batch of tensors."""
         raise NotImplementedError
 
+    def eval_collator(self, session, cfg):
+        """The collator for evaluation (deterministic where training's is random, e.g. MLM masking)."""
+        return self.collator(session, cfg)
+
     def collect(self, outputs, batch: dict[str, torch.Tensor], store: dict[str, list]) -> None:
         """Keep what ``metrics`` needs from one evaluation batch (on the CPU)."""
 
-    def metrics(self, store: dict[str, list], loss: float) -> dict[str, float]:
+    def metrics(self, store: dict[str, list], loss: float, features: Features | None = None) -> dict[str, float]:
         return {"loss": loss}
+
+    def generation_metrics(self, session, features: Features, cfg) -> dict[str, float]:
+        """Metrics that need generated text (ROUGE, BLEU); none by default."""
+        return {}
 
     def apply(self, session, features: Features) -> None:
         """Changes to the model that the data implies (label names), made only once all data is valid."""

@@ -82,7 +82,7 @@ class CausalLMTask(TaskHandler):
         store.setdefault("token_loss", []).append(float(outputs.loss) * n)
         store.setdefault("tokens", []).append(n)
 
-    def metrics(self, store, loss: float) -> dict[str, float]:
+    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
         tokens = sum(store.get("tokens", [])) or 1
         mean = sum(store.get("token_loss", [])) / tokens
         return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}

@@ -111,7 +111,7 @@ class ClassificationTask(TaskHandler):
         if "labels" in batch:
             store.setdefault("labels", []).append(batch["labels"].detach().cpu())
 
-    def metrics(self, store, loss: float) -> dict[str, float]:
+    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
         out = {"loss": loss}
         if "labels" not in store:
             return out

@@ -10,14 +10,22 @@ def handler_for(session) -> TaskHandler:
     """The handler for the session's task (classification turns into regression with one output)."""
     from .causal_lm import CausalLMTask
     from .classification import ClassificationTask
+    from .masked_lm import MaskedLMTask
+    from .question_answering import QuestionAnsweringTask
+    from .seq2seq import Seq2SeqTask
+    from .token_classification import TokenClassificationTask
 
     task = session.task
     if task == "text-classification":
         config = getattr(session.model, "config", None)
         return ClassificationTask(regression=getattr(config, "num_labels", 2) == 1)
-    if task == "causal-lm":
-        return CausalLMTask()
+    if task == "token-classification":
+        return TokenClassificationTask(session)
+    simple = {"causal-lm": CausalLMTask, "masked-lm": MaskedLMTask, "seq2seq": Seq2SeqTask,
+              "question-answering": QuestionAnsweringTask}
+    if task in simple:
+        return simple[task]()
     raise TaskError(
-        f"Training for task {task!r} is not available yet in this version; text-classification and causal-lm are. "
-        "Load the model with one of those tasks."
+        f"This session has no task ({task!r}), so nbtune does not know how to read data for it. Load the model with "
+        "task=... (text-classification, token-classification, question-answering, causal-lm, masked-lm, seq2seq)."
     )

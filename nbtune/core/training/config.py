@@ -56,6 +56,11 @@ class TrainConfig:
     layer_decay: float | None = None  # layer-wise lr decay: block i of L gets lr * decay**(L - i)
     max_length: int | None = 256  # truncation; padding stays dynamic
     pad_to: int | None = None  # pad every batch to this length (only if you must)
+    max_target_length: int | None = 128  # seq2seq targets
+    stride: int = 64  # extractive QA: overlap between the windows of a long context
+    eval_generate: bool = True  # seq2seq: generate during evaluation for ROUGE/BLEU
+    max_new_tokens: int = 64  # generation length during evaluation
+    mlm_probability: float = 0.15  # masked LM: share of tokens masked
     group_by_length: bool = True
     seed: int = 42
     precision: str = "auto"
@@ -90,6 +95,8 @@ class TrainConfig:
         check(self.eval_every is None or self.eval_every >= 1, f"eval_every must be >= 1; got {self.eval_every}.")
         check(self.save_every is None or self.save_every >= 1, f"save_every must be >= 1; got {self.save_every}.")
         check(self.early_stopping is None or self.early_stopping >= 1, f"early_stopping must be >= 1; got {self.early_stopping}.")
+        check(0 < self.mlm_probability < 1, f"mlm_probability must be in (0, 1); got {self.mlm_probability}.")
+        check(self.stride >= 0, f"stride must be >= 0; got {self.stride}.")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +52,38 @@ def load_table(data: Any, split: str | None = None):
     )
 
 
+CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".iob2", ".bio", ".annotated")
+
+
+def read_conll(path: str | os.PathLike):
+    """CoNLL-style token classification data: ``token<TAB>tag`` (or space-separated, last column the tag) per
+    line, a blank line between sentences. Returns a DataFrame with ``tokens`` and ``tags`` lists.
+    A line with a token but no tag is an error naming the file and line."""
+    import pandas as pd
+
+    sentences, tokens, tags = [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if tokens:
+                    sentences.append((tokens, tags))
+                    tokens, tags = [], []
+                continue
+            if line.startswith("-DOCSTART-"):
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) < 2 or not parts[0] or not parts[-1].strip():
+                raise DataError(f"{path}, line {number}: expected 'token<TAB>tag', got {line!r}. Fix or remove that line.")
+            tokens.append(parts[0])
+            tags.append(parts[-1].strip())
+    if tokens:
+        sentences.append((tokens, tags))
+    if not sentences:
+        raise DataError(f"{path} holds no sentences (token<TAB>tag lines separated by blank lines).")
+    return pd.DataFrame({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
+
+
 def _read_file(path: Path):
     import pandas as pd
 
@@ -73,6 +105,8 @@ def _read_file(path: Path):
                 return pd.read_json(path, lines=True)
         if suffix == ".parquet":
             return pd.read_parquet(path)
+        if suffix in CONLL_SUFFIXES:
+            return read_conll(path)
         if suffix == ".txt":
             lines = [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
             return pd.DataFrame({"text": lines})
@@ -107,6 +141,7 @@ class Features:
     rows: list[dict[str, Any]]
     lengths: list[int]
     label_names: dict[int, str] | None = None  # names learned from the data, applied once all data is valid
+    meta: dict[str, Any] = field(default_factory=dict)  # per-example data the metrics need (not model inputs)
 
     def __len__(self) -> int:
         return len(self.rows)

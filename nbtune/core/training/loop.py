@@ -104,7 +104,7 @@ def _split(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.T
 
 def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
     """Loss and the task's metrics over ``features``, in eval mode, without gradients."""
-    loader = make_loader(features, handler.collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
+    loader = make_loader(features, handler.eval_collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
                          cfg.seed, shuffle=False, group_by_length=False)
     model = session.model
     was_training = model.training
@@ -122,10 +122,13 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
                     loss_sum += float(outputs.loss) * n
                     count += n
                 handler.collect(outputs, batch, store)
+        metrics = handler.metrics(store, loss_sum / count if count else float("nan"), features)
+        if cfg.eval_generate:
+            metrics.update(handler.generation_metrics(session, features, cfg))
     finally:
         if was_training:
             session.train_mode()
-    return handler.metrics(store, loss_sum / count if count else float("nan"))
+    return metrics
 
 
 def _prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:

@@ -1,0 +1,50 @@
+"""Masked language modelling on plain text (domain-adaptive pre-training), 15% masking by default."""
+
+from __future__ import annotations
+
+import math
+
+from ..training.data import Features, pick_column
+from .base import TaskHandler, require_tokenizer, texts_of
+
+TEXT = ("text", "content", "document", "sentence")
+
+
+class MaskedLMTask(TaskHandler):
+    name = "masked-lm"
+    main_metric = "loss"
+    greater_is_better = False
+
+    def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
+        tok = require_tokenizer(session, self.name)
+        if tok.mask_token is None:
+            from ..training.data import DataError
+
+            raise DataError("This tokenizer has no mask token, so masked-LM training is not possible with it.")
+        column = pick_column(table, "text", TEXT, cfg.columns)
+        enc = tok(texts_of(table, column), truncation=True, max_length=cfg.max_length, return_special_tokens_mask=True)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") if k in enc]
+        rows = [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
+        return Features(rows, [len(r["input_ids"]) for r in rows])
+
+    def _collator(self, session, cfg, seed):
+        from transformers import DataCollatorForLanguageModeling
+
+        return DataCollatorForLanguageModeling(session.tokenizer, mlm=True, mlm_probability=cfg.mlm_probability,
+                                               pad_to_multiple_of=None, seed=seed)
+
+    def collator(self, session, cfg):
+        return self._collator(session, cfg, seed=None)  # the global RNG, which nbtune seeds and checkpoints
+
+    def eval_collator(self, session, cfg):
+        return self._collator(session, cfg, seed=cfg.seed)  # the same masks every evaluation: comparable numbers
+
+    def collect(self, outputs, batch, store) -> None:
+        n = int((batch["labels"] != -100).sum())
+        store.setdefault("token_loss", []).append(float(outputs.loss) * n)
+        store.setdefault("tokens", []).append(n)
+
+    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
+        tokens = sum(store.get("tokens", [])) or 1
+        mean = sum(store.get("token_loss", [])) / tokens
+        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}
