@@ -49,6 +49,29 @@ class TaskHandler:
         return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
 
+class TokenLossTask(TaskHandler):
+    """Language-model-style tasks: the evaluation loss is averaged over predicted tokens, not batches.
+
+    The model's loss is a mean over the predicted tokens of a batch; weighting it by their count gives the exact
+    average over the whole evaluation set. ``shifted``: causal LMs predict token t+1 from token t.
+    """
+
+    shifted = False
+    report_perplexity = True
+
+    def collect(self, outputs, batch, store) -> None:
+        labels = batch["labels"][:, 1:] if self.shifted else batch["labels"]
+        n = int((labels != -100).sum())
+        store.setdefault("token_loss", []).append(float(outputs.loss) * n)
+        store.setdefault("tokens", []).append(n)
+
+    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
+        import math
+
+        mean = sum(store.get("token_loss", [])) / (sum(store.get("tokens", [])) or 1)
+        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))} if self.report_perplexity else {"loss": mean}
+
+
 def require_tokenizer(session, task: str) -> Any:
     if session.tokenizer is None:
         raise DataError(f"Training a {task} model on text needs a tokenizer; load the model with one "

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from ..training.data import DataError, Features, pick_column
-from .base import TaskHandler, require_tokenizer, texts_of
+from .base import TokenLossTask, require_tokenizer, texts_of
 
 TEXT = ("text", "content", "document")
 # (prompt column, response column) pairs tried in order; "instruction" may come with an "input" column.
@@ -26,10 +24,11 @@ def _chat_parts(tok, prompt: str, response: str) -> tuple[str, str]:
     return f"{prompt}\n", f"{response}{eos}"
 
 
-class CausalLMTask(TaskHandler):
+class CausalLMTask(TokenLossTask):
     name = "causal-lm"
     main_metric = "loss"
     greater_is_better = False
+    shifted = True
 
     def _pair_columns(self, table, cfg) -> tuple[str, str] | None:
         given = cfg.columns
@@ -75,14 +74,3 @@ class CausalLMTask(TaskHandler):
         padding = "max_length" if cfg.pad_to else "longest"
         return DataCollatorForSeq2Seq(session.tokenizer, padding=padding, max_length=cfg.pad_to,
                                       label_pad_token_id=IGNORE)
-
-    def collect(self, outputs, batch, store) -> None:
-        # The model's loss is a mean over predicted tokens; weight it by their number for an exact average.
-        n = int((batch["labels"][:, 1:] != IGNORE).sum())
-        store.setdefault("token_loss", []).append(float(outputs.loss) * n)
-        store.setdefault("tokens", []).append(n)
-
-    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
-        tokens = sum(store.get("tokens", [])) or 1
-        mean = sum(store.get("token_loss", [])) / tokens
-        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from ..training.data import Features, pick_column
-from .base import TaskHandler, require_tokenizer, texts_of
+from .base import TokenLossTask, require_tokenizer, texts_of
 
 TEXT = ("text", "content", "document", "sentence")
 
 
-class MaskedLMTask(TaskHandler):
+class MaskedLMTask(TokenLossTask):
     name = "masked-lm"
     main_metric = "loss"
     greater_is_better = False
@@ -38,13 +36,3 @@ class MaskedLMTask(TaskHandler):
 
     def eval_collator(self, session, cfg):
         return self._collator(session, cfg, seed=cfg.seed)  # the same masks every evaluation: comparable numbers
-
-    def collect(self, outputs, batch, store) -> None:
-        n = int((batch["labels"] != -100).sum())
-        store.setdefault("token_loss", []).append(float(outputs.loss) * n)
-        store.setdefault("tokens", []).append(n)
-
-    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
-        tokens = sum(store.get("tokens", [])) or 1
-        mean = sum(store.get("token_loss", [])) / tokens
-        return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..training.data import DataError, Features, pick_column
-from .base import TaskHandler, require_tokenizer
+from .base import TokenLossTask, require_tokenizer
 
 SOURCE = ("source", "input", "document", "article", "text", "src")
 TARGET = ("target", "output", "summary", "tldr", "tgt")
@@ -28,10 +28,11 @@ def _references(value, i: int, column: str) -> list[str]:
     return refs
 
 
-class Seq2SeqTask(TaskHandler):
+class Seq2SeqTask(TokenLossTask):
     name = "seq2seq"
     main_metric = "loss"
     greater_is_better = False
+    report_perplexity = False
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
@@ -53,15 +54,6 @@ class Seq2SeqTask(TaskHandler):
 
         return DataCollatorForSeq2Seq(session.tokenizer, model=session.model, label_pad_token_id=-100,
                                       padding="max_length" if cfg.pad_to else "longest", max_length=cfg.pad_to)
-
-    def collect(self, outputs, batch, store) -> None:
-        n = int((batch["labels"] != -100).sum())
-        store.setdefault("token_loss", []).append(float(outputs.loss) * n)
-        store.setdefault("tokens", []).append(n)
-
-    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
-        tokens = sum(store.get("tokens", [])) or 1
-        return {"loss": sum(store.get("token_loss", [])) / tokens}
 
     def generation_metrics(self, session, features: Features, cfg) -> dict[str, float]:
         from ..generation import generate
