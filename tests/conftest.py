@@ -48,3 +48,20 @@ def smollm_gguf() -> Path:
 def cnn():
     torch.manual_seed(0)
     return TinyCNN()
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """An in-process IPython shell with nbtune loaded whose run_cell raises the cell's exception
+    (as jupysql's TestingShell does), shared by every test that drives magics."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class RaisingShell(InteractiveShell):
+        def run_cell(self, raw_cell, *args, **kwargs):
+            result = super().run_cell(raw_cell, *args, **kwargs)
+            result.raise_error()
+            return result
+
+    ip = RaisingShell.instance()
+    ip.run_cell("%load_ext nbtune")
+    return ip

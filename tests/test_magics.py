@@ -6,27 +6,10 @@ import pandas as pd
 import pytest
 import torch
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import nbtune
 from test_training import toy_rows
-
-
-class RaisingShell(InteractiveShell):
-    """run_cell raises the cell's exception instead of printing it (as jupysql's TestingShell does)."""
-
-    def run_cell(self, raw_cell, *args, **kwargs):
-        result = super().run_cell(raw_cell, *args, **kwargs)
-        result.raise_error()
-        return result
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = RaisingShell.instance()
-    ip.run_cell("%load_ext nbtune")
-    return ip
 
 
 @pytest.fixture

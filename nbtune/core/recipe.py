@@ -18,7 +18,9 @@ the command line all go through these functions.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import NbtuneError, close_matches
@@ -44,6 +46,7 @@ class Recipe:
     head: dict[str, Any] | None = None
     freeze: list[str] = field(default_factory=list)
     unfreeze: list[str] = field(default_factory=list)
+    steps: list[tuple[str, list[str]]] = field(default_factory=list)  # ordered freeze/unfreeze calls, after those
     adapter: tuple[str, dict[str, Any]] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: bool = True
@@ -59,6 +62,8 @@ class Recipe:
             value = getattr(self, key)
             if value:
                 out[key] = value
+        if self.steps:
+            out["steps"] = [{action: list(selectors)} for action, selectors in self.steps]
         if self.adapter:
             out[self.adapter[0]] = self.adapter[1]
         if not self.evaluate:
@@ -66,8 +71,8 @@ class Recipe:
         return out
 
 
-VALID_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", *ADAPTER_KEYS, "train", "evaluate",
-              "eval", "save")
+VALID_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", "steps", *ADAPTER_KEYS, "train",
+              "evaluate", "eval", "save")
 
 
 def _unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
@@ -156,10 +161,16 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
             raise RecipeError("head takes {num_labels: N}, {labels: [...]} or 'reset'.")
         _unknown(head, ("num_labels", "labels"), "head")
     evaluate = data.get("evaluate", data.get("eval", True))
+    steps = []
+    for step in data.get("steps") or []:
+        if not (isinstance(step, dict) and len(step) == 1 and next(iter(step)) in ("freeze", "unfreeze")):
+            raise RecipeError(f"Each entry of steps is {{freeze: [...]}} or {{unfreeze: [...]}}; got {step!r}.")
+        action, selectors = next(iter(step.items()))
+        steps.append((action, _as_list(selectors, action)))
     return Recipe(
         model=data["model"], task=data.get("task"), load={k: data[k] for k in LOAD_KEYS if k in data},
         data=dataspec, head={} if head == "reset" else head, freeze=_as_list(data.get("freeze"), "freeze"),
-        unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), adapter=adapter, train=train,
+        unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), steps=steps, adapter=adapter, train=train,
         evaluate=bool(evaluate), save=data.get("save"),
     )
 
@@ -191,6 +202,8 @@ def build_session(recipe: Recipe, namespace: dict[str, Any] | None = None):
         session.freeze(*recipe.freeze)
     if recipe.unfreeze:
         session.unfreeze(*recipe.unfreeze)
+    for action, selectors in recipe.steps:
+        getattr(session, action)(*selectors)
     if recipe.adapter:
         method, settings = recipe.adapter
         getattr(session, ADAPTER_KEYS[method])(**settings)
@@ -224,7 +237,8 @@ class RecipeResult:
 
 def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] | None = None, *,
                dry_run: bool = False, callbacks: Iterable[Callable] = (), log: bool = True,
-               on_session: Callable[[Any], None] | None = None) -> RecipeResult:
+               on_session: Callable[[Any], None] | None = None, resume: Any = None,
+               train_overrides: dict[str, Any] | None = None) -> RecipeResult:
     """Run a recipe end to end: build the session, evaluate, train, evaluate, save.
 
     ``dry_run`` stops after building the session (load, freeze, attach) so its summary can be checked.
@@ -244,10 +258,57 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
     eval_data = data.get("eval")
     if recipe.evaluate and eval_data is not None:
         result.before = session.evaluate(eval_data, columns=columns)
-    settings = dict(recipe.train)
+    settings = {**recipe.train, **(train_overrides or {})}
     settings.setdefault("columns", columns)
-    result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, **settings)
+    result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, resume=resume, **settings)
     result.after = dict(result.run.metrics)
-    if recipe.save:
+    if recipe.save and is_main_process():
         result.saved = session.save(recipe.save)
     return result
+
+
+def is_main_process() -> bool:
+    """False in the second and later processes of a multi-process run (only the first writes files)."""
+    from .training import loop
+
+    return loop._ACCELERATOR is None or loop._ACCELERATOR.is_main_process
+
+
+def references(value: Any) -> list[str]:
+    """Every ``$name`` in a recipe value (at any depth)."""
+    if isinstance(value, str):
+        return [value] if value.startswith("$") else []
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in references(v)]
+    return []
+
+
+def read_recipe(path: str | os.PathLike) -> Recipe:
+    """A recipe file, with relative data and model paths taken relative to the file's folder.
+
+    A recipe run from a file has no notebook to take ``$name`` values from, so those are an error here.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise RecipeError(f"No recipe file at {path}.")
+    recipe = parse_recipe(path.read_text())
+    refs = references(recipe.to_dict())
+    if refs:
+        raise RecipeError(
+            f"{path} still uses {', '.join(sorted(set(refs)))}, which only exist in a notebook. Export the session "
+            "with its data (s.export(path, data={'train': df, ...}) or %nbtune export) so the data is written to files."
+        )
+    base = path.parent
+
+    def local(value):
+        if isinstance(value, str) and not value.startswith("$") and not Path(value).is_absolute():
+            candidate = base / value
+            if candidate.exists():
+                return str(candidate)
+        return value
+
+    recipe.model = local(recipe.model)
+    recipe.data = {k: local(v) if k in ("train", "eval") else v for k, v in recipe.data.items()}
+    return recipe

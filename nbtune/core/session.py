@@ -278,7 +278,7 @@ class Session:
         return self.training.history
 
     def train(self, data: Any, eval: Any = None, *, task: str | None = None, callbacks: Any = (), resume: Any = None,
-              log: bool = True, **settings: Any):
+              log: bool = True, processes: int | None = None, **settings: Any):
         """Fine-tune on ``data`` and return a RunResult (history, metrics, outcome).
 
         Args:
@@ -290,6 +290,8 @@ class Session:
             resume: ``True`` continues an interrupted run of this session; a folder continues from its newest
                 complete checkpoint (after a kernel restart: set the session up the same way first).
             log: print progress lines to stdout.
+            processes: train on this many processes (GPUs, or CPU cores) through accelerate's notebook_launcher;
+                the global batch stays ``batch_size``. Must come before any single-process training in the kernel.
             **settings: any TrainConfig field: epochs, lr, batch_size, grad_accum, warmup, schedule, head_lr,
                 layer_decay, max_length, seed, precision, eval_every, early_stopping, checkpoint_dir, save_every,
                 auto_batch, columns={'text': ..., 'label': ...}...
@@ -299,6 +301,12 @@ class Session:
         from .training.config import TrainConfig
         from .training.loop import fit
 
+        if processes is not None and processes != 1:
+            from .training.distributed import train_in_processes
+
+            result = train_in_processes(self, data, eval, processes, settings, log=log)
+            self._changed("train")
+            return result
         cfg = TrainConfig.from_kwargs(**settings)
         if task is not None:
             from .tasks import get_task
@@ -314,16 +322,14 @@ class Session:
         """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""
         from .tasks.handlers import handler_for
         from .training.config import TrainConfig
-        from .training.loop import _prepare_data, evaluate_features, get_accelerator
+        from .training.loop import _prepare_data, eval_runtime, evaluate_features
 
         self.require_weights("evaluate")
         cfg = TrainConfig(batch_size=batch_size, eval_batch_size=batch_size, max_length=max_length,
                           columns=dict(columns or {}))
         handler = handler_for(self)
         features = _prepare_data(self, handler, data, cfg, None, "evaluation")
-        accelerator = get_accelerator("auto")
-        self.model.to(accelerator.device)
-        return evaluate_features(self, handler, features, cfg, accelerator)
+        return evaluate_features(self, handler, features, cfg, eval_runtime(self.model))
 
     def predict(self, texts: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
         """Labels and scores for texts (a string, a list of strings, or a list of (text, text_pair) pairs)."""
@@ -350,6 +356,13 @@ class Session:
                                      return_tensors="pt").to(device)
                 out.extend(handler.predict_rows(self, self.model(**enc).logits))
         return out
+
+    def export(self, path: str, data: dict[str, Any] | None = None, train: dict[str, Any] | None = None):
+        """Write this session as a recipe file (model, task, freezing, adapter, training settings); in-memory data
+        in ``data`` ({'train': df, 'eval': df}) is written beside it. Run it with ``nbtune run path``."""
+        from .export import export_session
+
+        return export_session(self, path, data=data, train=train)
 
     def generate(self, prompts: Any, max_new_tokens: int = 64, chat: bool | None = None, **kwargs: Any) -> list[str]:
         """Generated text for each prompt (causal-lm and seq2seq), using the chat template when there is one."""

@@ -19,7 +19,7 @@ from ..core.training.config import TrainConfig
 from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
 
 SUBCOMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "lora", "prompt",
-               "prefix", "ptuning", "ia3", "adapters", "summary", "train", "eval", "save", "help")
+               "prefix", "ptuning", "ia3", "adapters", "summary", "train", "eval", "save", "export", "help")
 LOAD_OPTIONS = ["task", "num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype",
                 "revision", "name", "adapter"]
 
@@ -87,6 +87,8 @@ class NbtuneMagics(Magics):
             %nbtune train $train_df eval=$dev_df epochs=1 lr=5e-5   # live dashboard with a Stop button
             %nbtune eval $dev_df
             %nbtune save out/
+            %nbtune export recipe.yaml train=$train_df          # a recipe file for `nbtune run` / several GPUs
+            %nbtune train $train_df processes=2                 # several processes via accelerate's notebook_launcher
             s = %nbtune session                                 # the Session object, for the Python API
             %nbtune sessions  /  %nbtune use NAME  /  %nbtune help
 
@@ -226,8 +228,11 @@ class NbtuneMagics(Magics):
         data = resolve_ref(positional[0], ns)
         eval_data = opts.pop("eval", None)
         resume = opts.pop("resume", None)
+        processes = opts.pop("processes", None)
         TrainConfig.from_kwargs(**opts)  # unknown settings: a clear error before anything starts
         kwargs = {**self._train_defaults(), **opts}
+        if processes and processes != 1:  # several processes cannot draw into this cell's widgets
+            return s.train(data, eval=eval_data, processes=processes, log=True, **kwargs)
         return s.train(data, eval=eval_data, resume=resume, callbacks=self._dashboard(s, f"training {s.name}"),
                        log=not self.widgets, **kwargs)
 
@@ -241,6 +246,15 @@ class NbtuneMagics(Magics):
         metrics = self.session(target).evaluate(resolve_ref(positional[0], self.shell.user_ns), **opts)
         print(metrics_text(metrics))
         return metrics
+
+    def _cmd_export(self, target, rest):
+        """``%nbtune export recipe.yaml [train=$df] [eval=$df]``: the session as a recipe file, data beside it."""
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune export FILE.yaml [train=$train_df] [eval=$dev_df] [text=column ...]")
+        path = self.session(target).export(positional[0], data=opts or None)
+        print(f"recipe written to {path}; run it with: nbtune run {path}")
+        return None
 
     def _cmd_save(self, target, rest):
         if len(rest) != 1:

@@ -75,13 +75,34 @@ def get_accelerator(precision: str):
         else:
             precision = "no"
     if _ACCELERATOR is None:
-        _ACCELERATOR = Accelerator(mixed_precision=precision)
+        # split_batches: with N processes each takes 1/N of every batch, so the global batch is the recipe's
+        # batch_size whatever N is. cpu=True on CPU-only machines lets a gloo launch (torchrun,
+        # notebook_launcher) be seen as multi-process.
+        _ACCELERATOR = Accelerator(mixed_precision=precision, split_batches=True, cpu=not torch.cuda.is_available())
     elif _ACCELERATOR.mixed_precision != precision:
         raise TrainConfigError(
             f"This kernel already trains with precision={_ACCELERATOR.mixed_precision!r} (accelerate fixes it per "
             f"process). Restart the kernel to use {precision!r}, or pass precision='auto'."
         )
     return _ACCELERATOR
+
+
+class _LocalRuntime:
+    """Evaluation without an Accelerator: creating one fixes accelerate's process state, which would stop a
+    later multi-process launch from the notebook (``train(processes=N)``)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def autocast(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def eval_runtime(model):
+    """The Accelerator if training already made one, else the model's own device."""
+    return _ACCELERATOR if _ACCELERATOR is not None else _LocalRuntime(next(model.parameters()).device)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -189,6 +210,9 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     loader = make_loader(train_features, handler.collator(session, cfg), cfg.batch_size, cfg.seed, shuffle=True,
                          group_by_length=cfg.group_by_length)
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
+        raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
+                            "processes; use a multiple of the process count.")
     if saved is not None:
         position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()})
         position.rng = saved["rng"]
@@ -217,7 +241,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         listeners.append(EveryNSteps(cfg.save_every, "should_save"))
     if cfg.eval_every and eval_features is not None:
         listeners.append(EveryNSteps(cfg.eval_every, "should_evaluate"))
-    if log:
+    if log and accelerator.is_main_process:
         listeners.append(ConsoleLogger(cfg.log_every))
     listeners.extend(callbacks)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
@@ -262,7 +286,10 @@ class _Run:
         self.state: TrainingState = session.training
         self.position: RunPosition = self.state.position
         self.control = Control()
+        self.sampler = loader.batch_sampler  # ours: set_epoch / skip act on it, also under a distributed wrapper
         self.model = session.model
+        if accelerator.num_processes > 1:  # DDP/FSDP wrapping; each process trains on its slice of every batch
+            self.model = accelerator.prepare_model(session.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = accelerator.prepare_optimizer(self.state.optimizer)
         self.metrics: dict[str, float] = {}
@@ -276,6 +303,16 @@ class _Run:
         self.messages.extend(m for m in self.control.messages if m not in self.messages)
 
     # -- one optimizer step ----------------------------------------------------------------------
+    def _shard(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This process's contiguous slice of a global batch. Every process collates the same batch (same order,
+        same padding), so N processes compute exactly what one process computes on the whole batch."""
+        n, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if n == 1:
+            return batch
+        size = next(iter(batch.values())).shape[0]
+        per = size // n
+        return {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
+
     def _forward_backward(self, batches, n_examples) -> float:
         total = 0.0
         for batch in batches:
@@ -292,6 +329,7 @@ class _Run:
 
     def optimizer_step(self, batches) -> tuple[float, float | None]:
         """Forward/backward over the step's batches, clip, update. Non-finite values never update the weights."""
+        batches = [self._shard(b) for b in batches]
         n_examples = sum(self.handler.batch_size_of(b) for b in batches)
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (reported, not the next one)
         while True:
@@ -340,6 +378,9 @@ class _Run:
     def save(self) -> None:
         if not self.cfg.checkpoint_dir:
             return
+        if not self.accelerator.is_main_process:  # one writer; the others wait for it below
+            self.accelerator.wait_for_everyone()
+            return
         pos = self.position
         state = {
             "global_step": self.state.global_step,
@@ -348,10 +389,11 @@ class _Run:
             "trainable": self.names,
             "config": self.cfg.to_dict(),
         }
-        path = ckpt_mod.save_checkpoint(self.cfg.checkpoint_dir, self.state.global_step, model=self.model,
+        path = ckpt_mod.save_checkpoint(self.cfg.checkpoint_dir, self.state.global_step, model=self.session.model,
                                         optimizer=self.state.optimizer, scheduler=self.state.scheduler, state=state,
                                         keep=self.cfg.keep_checkpoints)
         self.last_checkpoint = str(path)
+        self.accelerator.wait_for_everyone()
         from .events import CheckpointSaved
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
@@ -371,7 +413,8 @@ class _Run:
                              sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
                              self.accelerator.mixed_precision, cfg.to_dict()))
         self.session.train_mode()
-        sampler = self.loader.batch_sampler
+        sampler = self.sampler
+        processes = self.accelerator.num_processes
         t_start = time.perf_counter()
         examples_done = 0
         reason = "completed"
@@ -386,8 +429,10 @@ class _Run:
                         break
                     t0 = time.perf_counter()
                     loss, norm = self.optimizer_step(step_batches)
+                    if processes > 1:  # report the mean over processes, as one process would see it
+                        loss = float(self.accelerator.reduce(torch.tensor(loss, device=self.accelerator.device), "mean"))
                     seconds = time.perf_counter() - t0
-                    n = sum(self.handler.batch_size_of(b) for b in step_batches)
+                    n = sum(self.handler.batch_size_of(b) for b in step_batches)  # global batches, all processes
                     tokens = sum(self.handler.tokens_of(b) for b in step_batches)
                     examples_done += n
                     pos.batch_in_epoch += len(step_batches)

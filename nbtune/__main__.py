@@ -1,0 +1,7 @@
+"""``python -m nbtune`` (and ``accelerate launch -m nbtune``) runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,144 @@
+"""The ``nbtune`` command: run a recipe headless, launch it on several processes, write accelerate configs.
+
+    nbtune run recipe.yaml [--output DIR] [--resume [CHECKPOINT]]
+    nbtune launch recipe.yaml --processes N [--config accelerate.yaml] [--resume]
+    nbtune accelerate-config recipe.yaml --strategy ddp|fsdp|deepspeed-zero2|deepspeed-zero3 --processes N -o FILE
+
+``accelerate launch -m nbtune run recipe.yaml`` works too: the loop is the notebook's, under accelerate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .core.errors import NbtuneError
+
+
+def _output(recipe_path: Path, output: str | None) -> Path:
+    return Path(output) if output else recipe_path.with_name(recipe_path.stem + "-run")
+
+
+def run(recipe_path: str, output: str | None = None, resume: str | bool | None = None, log: bool = True) -> int:
+    """Run a recipe file to the end: checkpoints, history.jsonl, metrics.json and the model in the output folder."""
+    from .core.recipe import is_main_process, read_recipe, run_recipe
+    from .core.training.checkpoint import complete_checkpoints
+
+    path = Path(recipe_path)
+    recipe = read_recipe(path)  # every recipe error comes here, before anything loads
+    out = _output(path, output)
+    checkpoints = Path(recipe.train.get("checkpoint_dir") or out / "checkpoints")
+    overrides = {"checkpoint_dir": str(checkpoints)}
+    if not recipe.train.get("save_every"):
+        overrides["save_every"] = 50
+    if resume is True:
+        if not complete_checkpoints(checkpoints):
+            raise NbtuneError(f"--resume: no complete checkpoint in {checkpoints}; run without --resume first.")
+        resume = str(checkpoints)
+    result = run_recipe(recipe, None, log=log, resume=resume or None, train_overrides=overrides)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        result.session.history.to_pandas().to_json(out / "history.jsonl", orient="records", lines=True)
+        (out / "metrics.json").write_text(json.dumps({"before": result.before, "after": result.after,
+                                                       "reason": result.run.reason, "steps": result.run.steps},
+                                                      indent=2))
+        if not recipe.save:
+            result.session.save(out / "model")
+        print(f"nbtune: {result.run.reason} after {result.run.global_step} steps; results in {out}", flush=True)
+    return 0
+
+
+def launch(recipe_path: str, processes: int, config: str | None = None, output: str | None = None,
+           resume: str | bool | None = None) -> int:
+    """Start ``processes`` copies of ``nbtune run`` with accelerate (GPUs) or torchrun (CPU, gloo)."""
+    import torch
+    import yaml
+
+    from .core.recipe import read_recipe
+    from .core.training.distributed import check_process_count
+
+    read_recipe(recipe_path)  # fail before any process starts
+    check_process_count(processes)
+    if config:
+        settings = yaml.safe_load(Path(config).read_text()) or {}
+        if settings.get("distributed_type") == "DEEPSPEED":
+            import importlib.util
+
+            if importlib.util.find_spec("deepspeed") is None:
+                raise NbtuneError(f"{config} asks for DeepSpeed, which is not installed: `pip install deepspeed`.")
+    tail = ["-m", "nbtune", "run", str(recipe_path)] + (["--output", output] if output else [])
+    if resume:
+        tail += ["--resume"] + ([str(resume)] if resume is not True else [])
+    if torch.cuda.is_available() or config:
+        head = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        head += ["--config_file", config] if config else ["--multi_gpu"]
+    else:  # accelerate launch runs one process on a CPU-only machine; torchrun starts them with gloo
+        head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    command = head + tail
+    print("nbtune: " + " ".join(command), flush=True)
+    return subprocess.call(command)
+
+
+def write_accelerate_config(recipe_path: str, strategy: str, processes: int, out: str, machines: int = 1) -> Path:
+    """Write an accelerate config for the recipe's model (FSDP wraps its repeated block class)."""
+    import yaml
+
+    from .core.architecture import block_lists
+    from .core.loading import load
+    from .core.recipe import read_recipe
+    from .core.training.distributed import accelerate_config
+
+    recipe = read_recipe(recipe_path)
+    wrap = None
+    if strategy == "fsdp":
+        meta = load(recipe.model, recipe.task, weights=False, tokenizer=False,
+                    **{k: v for k, v in recipe.load.items() if k in ("gguf_file", "trust_remote_code", "revision")})
+        wrap = sorted({bl.block_type for bl in block_lists(meta.model)})
+    config = accelerate_config(strategy, processes, wrap_classes=wrap, machines=machines)
+    target = Path(out)
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"nbtune: wrote {strategy} config for {processes} processes x {machines} machines to {target}")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbtune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run a recipe file headless")
+    p_run.add_argument("recipe")
+    p_run.add_argument("--output", help="results folder (default: RECIPE-run beside the recipe)")
+    p_run.add_argument("--resume", nargs="?", const=True, default=None,
+                       help="continue from the newest checkpoint (or from the checkpoint folder given)")
+    p_run.add_argument("--quiet", action="store_true")
+    p_launch = sub.add_parser("launch", help="run a recipe on several processes")
+    p_launch.add_argument("recipe")
+    p_launch.add_argument("--processes", type=int, required=True)
+    p_launch.add_argument("--config", help="an accelerate config file (nbtune accelerate-config writes one)")
+    p_launch.add_argument("--output")
+    p_launch.add_argument("--resume", nargs="?", const=True, default=None,
+                          help="continue from the newest checkpoint (or from the checkpoint folder given)")
+    p_cfg = sub.add_parser("accelerate-config", help="write an accelerate config (DDP, FSDP, DeepSpeed)")
+    p_cfg.add_argument("recipe")
+    p_cfg.add_argument("--strategy", required=True, choices=("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"))
+    p_cfg.add_argument("--processes", type=int, required=True, help="processes (GPUs) per machine")
+    p_cfg.add_argument("--machines", type=int, default=1)
+    p_cfg.add_argument("-o", "--out", default="accelerate.yaml")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return run(args.recipe, args.output, args.resume, log=not args.quiet)
+        if args.command == "launch":
+            return launch(args.recipe, args.processes, args.config, args.output, args.resume)
+        write_accelerate_config(args.recipe, args.strategy, args.processes, args.out, args.machines)
+        return 0
+    except NbtuneError as exc:
+        print(f"nbtune: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""A session's current state as a recipe file (``Session.export`` and ``%nbtune export``).
+
+Model source, task, labels, freeze history, adapter and training settings go into YAML; data held in memory
+(DataFrames, datasets, lists) is written beside it as JSON Lines and referenced by relative path, so the
+recipe runs anywhere with ``nbtune run`` or ``accelerate launch -m nbtune run``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .recipe import Recipe, RecipeError
+from .training.config import TrainConfig
+
+_METHOD_SETTINGS = {"prompt": ("n_tokens", "init_text"), "prefix": ("n_tokens", "projection", "hidden"),
+                    "ptuning": ("n_tokens", "encoder", "hidden"), "ia3": ("targets", "feedforward"),
+                    "lora": ("r", "alpha", "dropout", "targets", "dora", "rslora", "bias")}
+
+
+def _model_reference(session) -> tuple[Any, dict[str, Any]]:
+    src = session.source
+    if src.kind == "module":
+        raise RecipeError("A recipe needs a model it can load from a folder, a file or a hub id; this session's model "
+                          "is a Python object. Save it with s.save(folder) and load that folder first.")
+    load: dict[str, Any] = {}
+    if src.kind == "gguf":
+        load["gguf_file"] = src.gguf_file
+    if src.trust_remote_code:
+        load["trust_remote_code"] = True
+    if src.revision:
+        load["revision"] = src.revision
+    location = src.location if src.kind == "hub" else str(Path(src.location).resolve())
+    return location, load
+
+
+def _write_data(name: str, value: Any, folder: Path, stem: str) -> str:
+    """Data as a path the recipe can hold: paths stay, in-memory tables are written as JSON Lines."""
+    if isinstance(value, (str, os.PathLike)):
+        return str(Path(value).expanduser().resolve())
+    from .training.data import load_table
+
+    table = load_table(value)
+    target = folder / f"{stem}.{name}.jsonl"
+    table.to_json(target, orient="records", lines=True, force_ascii=False)
+    return target.name
+
+
+def export_session(session, path: str | os.PathLike, data: dict[str, Any] | None = None,
+                   train: dict[str, Any] | None = None) -> Path:
+    """Write ``session`` as a recipe to ``path``; ``data`` ({'train': df, 'eval': df, 'text': 'sentence'...}) is
+    written beside it. ``train`` settings default to those of the session's last run."""
+    import yaml
+
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model, load = _model_reference(session)
+    config = getattr(session.model, "config", None)
+    if session.task in ("text-classification", "token-classification") and config is not None:
+        load["labels"] = [config.id2label[i] for i in range(config.num_labels)]
+    adapters = session.adapters
+    if len(adapters) > 1:
+        raise RecipeError(f"A recipe holds one adapter and this session has {len(adapters)} "
+                          f"({[a.name for a in adapters]}); keep one (merge or delete the others) before exporting.")
+    adapter = None
+    if adapters:
+        settings = dict(session.adapter_settings.get(adapters[0].name, {}))
+        method = settings.pop("method", adapters[0].method)
+        adapter = (method, {k: v for k, v in settings.items() if k in _METHOD_SETTINGS[method] and v is not None})
+    if train is None:
+        last = session.training.position.config if session.training.position else {}
+        defaults = TrainConfig().to_dict()
+        train = {k: v for k, v in last.items() if v != defaults.get(k) and k != "checkpoint_dir"}
+    TrainConfig.from_kwargs(**train)
+    data_spec = {}
+    for key, value in (data or {}).items():
+        data_spec[key] = _write_data(key, value, path.parent, path.stem) if key in ("train", "eval") else value
+    recipe = Recipe(model=model, task=session.task, load=load, data=data_spec,
+                    steps=[(a, list(s)) for a, s in session.freeze_log], adapter=adapter, train=train)
+    path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
+    return path
+

@@ -1,0 +1,129 @@
+"""Training on several processes: from the notebook through accelerate's ``notebook_launcher``, and the
+accelerate config files (DDP, FSDP, DeepSpeed) the ``nbtune`` command writes for ``accelerate launch``.
+
+nbtune's loop already runs unchanged under several processes (accelerate prepares the model and splits every
+batch over the processes, so the global batch is the recipe's ``batch_size``); this module starts them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+from . import checkpoint as ckpt_mod
+from .callbacks import History
+from .loop import TrainingError
+from .result import RunResult
+
+STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+
+
+def available_processes() -> tuple[int, str]:
+    """How many processes this machine can run, and on what (GPUs when there are any, else CPU cores)."""
+    if torch.cuda.is_available():
+        return torch.cuda.device_count(), "GPUs"
+    return os.cpu_count() or 1, "CPU cores"
+
+
+def check_process_count(processes: int) -> None:
+    if not isinstance(processes, int) or processes < 1:
+        raise TrainingError(f"processes must be a positive integer; got {processes!r}.")
+    available, what = available_processes()
+    if processes > available:
+        raise TrainingError(f"processes={processes} but this machine has {available} {what}. Use at most {available}, "
+                            "or several machines with `accelerate launch` (see the docs' scale-out page).")
+
+
+def train_in_processes(session, data: Any, eval_data: Any, processes: int, settings: dict[str, Any],
+                       log: bool = True) -> RunResult:
+    """Train ``session`` on ``processes`` processes with accelerate's ``notebook_launcher``.
+
+    Each process gets a copy of the session (fork), trains its share of every batch, and the first writes
+    checkpoints; afterwards this process loads the final weights and history back into ``session``.
+    """
+    from accelerate import notebook_launcher
+
+    from ..tasks.handlers import handler_for
+    from .config import TrainConfig
+    from .loop import _ACCELERATOR, _prepare_data
+
+    check_process_count(processes)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        raise TrainingError(
+            "CUDA is already initialised in this kernel (a model or tensor was moved to the GPU), so processes cannot "
+            "be forked from it, as accelerate documents. Restart the kernel, load the session without touching the "
+            "GPU, and call train(..., processes=N) first; or export a recipe and use `nbtune launch`."
+        )
+    if _ACCELERATOR is not None:
+        raise TrainingError(
+            "This kernel already trained in a single process, and accelerate fixes its process state once made. "
+            "Restart the kernel and call train(..., processes=N) before any single-process training, or export a "
+            "recipe (s.export(...)) and run `nbtune launch --processes N recipe.yaml`."
+        )
+    cfg = TrainConfig.from_kwargs(**settings)
+    if cfg.batch_size % processes:
+        raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {processes} processes.")
+    _prepare_data(session, handler_for(session), data, cfg, None, "training")  # bad data fails here, not in N copies
+    folder = cfg.checkpoint_dir or tempfile.mkdtemp(prefix="nbtune-processes-")
+    settings = {**settings, "checkpoint_dir": folder}
+    start_rows, start_step = len(session.history.rows), session.training.global_step
+
+    def worker():
+        session.train(data, eval=eval_data, log=log, **settings)
+
+    try:
+        notebook_launcher(worker, num_processes=processes)
+    except ValueError as exc:  # accelerate refuses to launch; say what to do
+        raise TrainingError(f"accelerate could not launch {processes} processes: {exc}") from None
+    saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(folder))
+    own = dict(session.model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in saved["weights"].items():
+            own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+    state = session.training
+    state.history = History(saved["state"]["history"])
+    state.global_step = saved["state"]["global_step"]
+    state.optimizer = None  # the optimizer lived in the processes; the next in-kernel run starts a fresh one
+    rows = state.history.rows[start_rows:]
+    evals = [r for r in rows if any(k.startswith("eval_") for k in r)]
+    metrics = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else {}
+    return RunResult(history=History(rows), metrics=metrics, reason="completed", cancelled=False,
+                     steps=state.global_step - start_step, global_step=state.global_step,
+                     seconds=float(rows[-1].get("seconds", 0.0)) if rows else 0.0, examples_per_s=0.0,
+                     messages=[f"trained on {processes} processes; checkpoints in {folder}"], checkpoint=str(saved["path"]),
+                     config=cfg.to_dict())
+
+
+def accelerate_config(strategy: str, processes: int, wrap_classes: list[str] | None = None,
+                      mixed_precision: str = "bf16", machines: int = 1) -> dict[str, Any]:
+    """An ``accelerate launch --config_file`` config for DDP, FSDP or DeepSpeed ZeRO-2/3 on this machine."""
+    if strategy not in STRATEGIES:
+        raise TrainingError(f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise TrainingError("DeepSpeed is not installed here: `pip install deepspeed` (it needs a CUDA toolkit), "
+                            "or choose --strategy ddp or fsdp.")
+    base = {"compute_environment": "LOCAL_MACHINE", "num_processes": processes * machines, "num_machines": machines,
+            "machine_rank": 0, "mixed_precision": mixed_precision, "use_cpu": False, "same_network": True,
+            "rdzv_backend": "static", "main_training_function": "main", "downcast_bf16": "no"}
+    if machines > 1:
+        base.update(main_process_ip="FIRST-MACHINE-IP", main_process_port=29500)
+    if strategy == "ddp":
+        return {**base, "distributed_type": "MULTI_GPU"}
+    if strategy == "fsdp":
+        fsdp = {"fsdp_sharding_strategy": "FULL_SHARD", "fsdp_state_dict_type": "FULL_STATE_DICT",
+                "fsdp_use_orig_params": True, "fsdp_offload_params": False, "fsdp_sync_module_states": True,
+                "fsdp_cpu_ram_efficient_loading": True, "fsdp_backward_prefetch": "BACKWARD_PRE"}
+        if wrap_classes:
+            fsdp.update(fsdp_auto_wrap_policy="TRANSFORMER_BASED_WRAP",
+                        fsdp_transformer_layer_cls_to_wrap=",".join(wrap_classes))
+        else:
+            fsdp.update(fsdp_auto_wrap_policy="SIZE_BASED_WRAP", fsdp_min_num_params=1_000_000)
+        return {**base, "distributed_type": "FSDP", "fsdp_config": fsdp}
+    stage = 2 if strategy.endswith("2") else 3
+    deepspeed = {"zero_stage": stage, "gradient_accumulation_steps": 1, "offload_optimizer_device": "none",
+                 "offload_param_device": "none", "zero3_init_flag": stage == 3, "zero3_save_16bit_model": stage == 3}
+    return {**base, "distributed_type": "DEEPSPEED", "deepspeed_config": deepspeed}
