@@ -448,3 +448,21 @@ def test_meta_model_refuses_training(tiny_dirs):
     s = nbtune.load(tiny_dirs["bert"], task="text-classification", weights=False)
     with pytest.raises(nbtune.MetaModelError, match="weights=True"):
         s.train(toy_rows(8))
+
+
+def test_plain_module_trains_and_frozen_batchnorm_stays(cnn):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images[:400], dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(digits.target[:400]) % 3  # TinyCNN has 3 outputs
+    data = list(zip(x, y))
+    s = nbtune.load(cnn)
+    s.freeze("type:BatchNorm2d")
+    stats = cnn.features[1].running_mean.clone()
+    before = s.evaluate(data)
+    run = s.train(data, eval=data, epochs=3, lr=1e-2, batch_size=32, log=False)
+    assert run.metrics["loss"] < before["loss"] and "accuracy" in run.metrics
+    assert torch.equal(cnn.features[1].running_mean, stats)  # frozen BatchNorm kept its statistics
+    with pytest.raises(DataError, match="no 'labels'"):
+        s.evaluate([{"input": x[0]}])

@@ -15,6 +15,11 @@ class TaskHandler:
     name = ""
     main_metric = "loss"
     greater_is_better = False
+    raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
+
+    def forward(self, model, batch: dict[str, torch.Tensor]):
+        """Run the model on a batch; the result has ``.loss`` (transformers models compute it themselves)."""
+        return model(**batch)
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         """Validate columns and labels, tokenize, and return features (raises DataError, changes nothing)."""

@@ -25,6 +25,10 @@ def handler_for(session) -> TaskHandler:
               "question-answering": QuestionAnsweringTask}
     if task in simple:
         return simple[task]()
+    if task is None and getattr(session.model, "config", None) is None:
+        from .module import ModuleTask
+
+        return ModuleTask()
     raise TaskError(
         f"This session has no task ({task!r}), so nbtune does not know how to read data for it. Load the model with "
         "task=... (text-classification, token-classification, question-answering, causal-lm, masked-lm, seq2seq)."

@@ -137,7 +137,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
             for batch in loader:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 with accelerator.autocast():
-                    outputs = model(**batch)
+                    outputs = handler.forward(model, batch)
                 n = handler.batch_size_of(batch)
                 if outputs.loss is not None:
                     loss_sum += float(outputs.loss) * n
@@ -153,6 +153,8 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
 
 
 def _prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
+    if handler.raw_data:
+        return handler.prepare(session, data, cfg, require_labels=True)
     table = load_table(data, split=split)
     if len(table) == 0:
         raise DataError(f"The {what} data has no rows.")
@@ -319,7 +321,7 @@ class _Run:
             for chunk in _split(batch, self.position.splits):
                 chunk = {k: v.to(self.accelerator.device) for k, v in chunk.items()}
                 with self.accelerator.autocast():
-                    loss = self.model(**chunk).loss
+                    loss = self.handler.forward(self.model, chunk).loss
                 if not torch.isfinite(loss):
                     return float("nan") if torch.isnan(loss) else float(loss)
                 weight = self.handler.batch_size_of(chunk) / n_examples
