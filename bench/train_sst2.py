@@ -39,7 +39,8 @@ def peak_rss_mb() -> float:
 
 
 def hand_loop(lora: bool) -> dict:
-    """The loop people write by hand: tokenize, shuffle, pad each batch to its longest, AdamW, linear decay."""
+    """The loop people write by hand: tokenize, shuffle, pad each batch to its longest, AdamW, linear decay.
+    With LoRA it trains the same parameters as nbtune: adapters plus the classifier and the pooler that feeds it."""
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               get_scheduler)
@@ -55,7 +56,7 @@ def hand_loop(lora: bool) -> dict:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["query", "value"],
-                                                 task_type="SEQ_CLS", modules_to_save=["classifier"]))
+                                                 task_type="SEQ_CLS", modules_to_save=["classifier", "pooler"]))
     texts, labels = read("train", N_TRAIN)
     t0 = time.perf_counter()
     enc = tok(texts, truncation=True, max_length=MAX_LEN)
@@ -122,12 +123,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=RUNS)
     parser.add_argument("--out", help="write all results as JSON here")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="a subset of the runs")
     args = parser.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only)))
         return
-    results = {}
-    for name in RUNS:
+    results = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).exists() else {}
+    for name in args.runs:
         proc = subprocess.run([sys.executable, __file__, "--only", name], capture_output=True, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
         if proc.returncode != 0:

@@ -24,7 +24,7 @@ def flags(model: nn.Module) -> dict[str, bool]:
 @pytest.mark.parametrize(
     "kind, preset, expected",
     [
-        ("bert", "head", ["classifier"]),
+        ("bert", "head", ["bert.pooler", "classifier"]),  # the pooler only feeds the classifier
         ("gpt2", "head", ["lm_head"]),
         ("llama", "head", ["lm_head"]),
         ("t5", "head", ["lm_head"]),
@@ -107,8 +107,9 @@ def test_freeze_unfreeze_round_trip(tiny_dirs):
     s.freeze("all")
     assert not any(flags(s.model).values())
     r = s.unfreeze("head")
-    assert set(s.trainable_parameters()) == {"classifier.weight", "classifier.bias"}
-    assert r.trainable_after == 32 * 2 + 2
+    assert set(s.trainable_parameters()) == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
+                                             "bert.pooler.dense.bias"}
+    assert r.trainable_after == 32 * 2 + 2 + 32 * 32 + 32
     assert s.freeze_log == [("freeze", ("embeddings", "encoder.layer.[0]")), ("unfreeze", ("embeddings", "encoder.layer.[0]")),
                             ("freeze", ("all",)), ("unfreeze", ("head",))]
 
@@ -187,4 +188,4 @@ def test_real_minilm_presets(minilm_dir):
     assert s.select("top:2").matches["top:2"] == ["bert.encoder.layer.4", "bert.encoder.layer.5", "bert.pooler",
                                                  "classifier"]
     s.freeze("all")
-    assert s.unfreeze("head").trainable_after == 384 * 2 + 2
+    assert s.unfreeze("head").trainable_after == 384 * 2 + 2 + 384 * 384 + 384  # classifier + pooler

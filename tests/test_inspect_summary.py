@@ -76,7 +76,7 @@ def test_summary_counts_and_memory_follow_freezing(bert):
     assert full.total == full.trainable == total
     assert {m.name for m in full.counts.by_module} == {"bert", "classifier"}
     bert.freeze("all")
-    bert.unfreeze("head")
+    bert.unfreeze("classifier")
     head = bert.summary(batch_size=16, seq_len=64)
     assert head.trainable == 32 * 2 + 2
     assert head.pct_trainable == pytest.approx(100 * 66 / total)

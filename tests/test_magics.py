@@ -37,7 +37,7 @@ def test_line_magic_walkthrough(ip, tmp_path):
     ip.run_cell("%nbtune freeze all")
     assert s.trainable_parameters() == []
     report = ip.run_cell("%nbtune unfreeze head qkv").result
-    assert report.trainable_after == 66 + 2 * 3 * (32 * 32 + 32)
+    assert report.trainable_after == 66 + (32 * 32 + 32) + 2 * 3 * (32 * 32 + 32)  # head + pooler + q/k/v
     ip.run_cell("%nbtune freeze qkv")
     ip.run_cell("%nbtune lora r=4 alpha=8 targets=qkv")
     assert s.adapters[0].settings["r"] == 4
@@ -145,7 +145,8 @@ def test_finetune_cell(ip):
     s = result.session
     assert s.adapters[0].method == "lora" and magics_of(ip).session() is s
     trainable = set(s.trainable_parameters())
-    assert all("lora_" in n or "classifier.modules_to_save" in n for n in trainable)
+    assert all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any("pooler.modules_to_save" in n for n in trainable)  # the head's pooler trains with the adapter
     assert "nbtune-recipe" in result._repr_html_() and "before" in repr(result)
 
 

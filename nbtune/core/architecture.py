@@ -61,7 +61,7 @@ def has_params(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None
 
 
-def head_module_names(model: nn.Module) -> list[str]:
+def task_head_names(model: nn.Module) -> list[str]:
     """Dotted names of the task head's top modules (those outside the pretrained body).
 
     transformers: every top-level child with parameters that is not the base model (``bert``,
@@ -71,7 +71,7 @@ def head_module_names(model: nn.Module) -> list[str]:
     """
     inner, prefix = unwrap(model)
     if inner is not model:
-        return [f"{prefix}.{n}" if prefix else n for n in head_module_names(inner)]
+        return [f"{prefix}.{n}" if prefix else n for n in task_head_names(inner)]
     base = getattr(model, "base_model", None)
     children = [(n, m) for n, m in model.named_children() if has_params(m)]
     if isinstance(base, nn.Module) and base is not model:
@@ -86,6 +86,27 @@ def head_module_names(model: nn.Module) -> list[str]:
         if name and any(True for _ in module.parameters(recurse=False)):
             last = name
     return [last] if last is not None else []
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """The ``head`` preset: the task head plus a pooler that only the head uses.
+
+    BERT-style classifiers read ``bert.pooler``'s output; it lives inside the body but serves nothing else, and
+    in checkpoints trained for other objectives (sentence-transformers) it was never trained for the task. Left
+    frozen with the body, "train the head only" stays at chance accuracy, so it belongs to the head here.
+    ``reset_head`` still replaces only the task head itself (``task_head_names``).
+    """
+    inner, prefix = unwrap(model)
+    if inner is not model:
+        return [f"{prefix}.{n}" if prefix else n for n in head_module_names(inner)]
+    heads = task_head_names(model)
+    base = getattr(model, "base_model", None)
+    pooler = getattr(base, "pooler", None) if isinstance(base, nn.Module) and base is not model else None
+    if isinstance(pooler, nn.Module) and has_params(pooler):
+        base_name = next((n for n, m in model.named_children() if m is base), None)
+        if base_name:
+            heads = [f"{base_name}.pooler"] + heads
+    return heads
 
 
 @dataclass(frozen=True)
@@ -152,7 +173,7 @@ def embedding_module_names(model: nn.Module) -> list[str]:
     The output head is left out even when tied to the input embeddings: the tie is reported by the
     freeze report instead.
     """
-    heads = tuple(head_module_names(model))
+    heads = tuple(task_head_names(model))
     out = []
     for name, module in model.named_modules():
         if not name or any(name == h or name.startswith(h + ".") for h in heads):

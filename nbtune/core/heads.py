@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .architecture import head_module_names, is_linear_like
+from .architecture import is_linear_like, task_head_names
 from .errors import HeadError
 
 _LABELLED_TASKS = ("text-classification", "token-classification")
@@ -59,7 +59,7 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
         if task is not None and task not in _LABELLED_TASKS:
             raise HeadError(f"A {task} head is sized by its vocabulary or spans, not num_labels; "
                             "call reset_head() without num_labels to re-initialise it.")
-    heads = head_module_names(model)
+    heads = task_head_names(model)
     linears = [(f"{h}.{n}" if n else h, m) for h in heads for n, m in model.get_submodule(h).named_modules()
                if is_linear_like(m)]
     if not linears:

@@ -252,7 +252,7 @@ class NbtuneMagics(Magics):
         positional, opts = self._settings(rest)
         if len(positional) != 1:
             raise MagicUsageError("%nbtune export FILE.yaml [train=$train_df] [eval=$dev_df] [text=column ...]")
-        path = self.session(target).export(positional[0], data=opts or None)
+        path = self.session(target).export(resolve_ref(positional[0], self.shell.user_ns), data=opts or None)
         print(f"recipe written to {path}; run it with: nbtune run {path}")
         return None
 

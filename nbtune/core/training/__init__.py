@@ -1,0 +1,1 @@
+"""The training engine: configuration, data, the accelerate loop, events and callbacks, checkpoints."""
