@@ -10,7 +10,7 @@ from torch import nn
 
 import nbtune
 from nbtune import AdapterError
-from adapter_helpers import batch_for, changed, eval_loss, optimise, snapshot
+from adapter_helpers import batch_for, changed, optimise, snapshot
 
 TASK = {"bert": "text-classification", "gpt2": "causal-lm", "llama": "causal-lm", "t5": "seq2seq"}
 EVERY_METHOD = [("add_lora", {"r": 4}), ("add_prompt_tuning", {"n_tokens": 4}), ("add_prefix_tuning", {"n_tokens": 4}),

@@ -13,7 +13,7 @@ import nbtune
 from nbtune.core.training.checkpoint import complete_checkpoints, find_checkpoint
 from nbtune.core.training.config import TrainConfigError
 from nbtune.core.training.data import DataError
-from nbtune.core.training.events import FitCancelled, FitEnded, FitStarted, StepEnded
+from nbtune.core.training.events import StepEnded
 from nbtune.core.training.loop import TrainingError
 
 POS = ["good", "great", "wonderful", "moving", "funny", "brilliant"]

@@ -130,3 +130,12 @@ def test_dashboard_text_mode_outside_a_kernel(bert, capsys):
     bert.train(toy_rows(32), callbacks=[dash], epochs=1, batch_size=8, log=False)
     out = capsys.readouterr().out
     assert "plain: 4 steps" in out and "step 4/4" in out and "completed at step 4" in out
+
+
+def test_tree_follows_a_new_model_object(bert):
+    w = LayerFreezer(bert)
+    bert.add_lora(r=2)
+    assert w.root.module is bert.model  # the peft-wrapped model, rebuilt on the 'model' change
+    assert w.summary.value == bert.summary()._repr_html_()
+    lora = w.row("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A")
+    assert lora.checkbox.value is True

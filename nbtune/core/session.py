@@ -85,7 +85,8 @@ class Session:
 
     # -- change notification (widgets stay in sync with code) ----------------------------------
     def add_listener(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(kind)`` after every change ('freeze', 'head', ...). Used by the widgets."""
+        """Call ``callback(kind)`` after every change: 'freeze', 'head', 'train', or 'model' (a new model object:
+        an adapter attached or merged, another task). Used by the widgets."""
         self._listeners.append(callback)
 
     def remove_listener(self, callback: Callable[[str], None]) -> None:
@@ -183,7 +184,7 @@ class Session:
         self.model = model
         self.adapter_settings[name] = {"method": method, **plan.settings}
         self.notes.extend(notes)
-        self._changed("adapter")
+        self._changed("model")
         return next(a for a in self.adapters if a.name == name)
 
     def add_lora(self, r: int = 8, alpha: float | None = None, dropout: float = 0.05, targets: Any = "qkv",
@@ -226,17 +227,17 @@ class Session:
     def set_adapter(self, name: str) -> None:
         """Make adapter ``name`` the active (and trained) one."""
         self.notes.extend(adapter_manager.set_active(self.model, name, self.freeze_log))
-        self._changed("adapter")
+        self._changed("model")
 
     def disable_adapters(self) -> None:
         """Run the base model: LoRA/IA3 layers switched off in place until ``enable_adapters()``."""
         adapter_manager.set_enabled(self.model, False)
-        self._changed("adapter")
+        self._changed("model")
 
     def enable_adapters(self) -> None:
         """Switch LoRA/IA3 layers back on."""
         adapter_manager.set_enabled(self.model, True)
-        self._changed("adapter")
+        self._changed("model")
 
     @contextlib.contextmanager
     def adapters_disabled(self):
@@ -251,7 +252,7 @@ class Session:
         self.model = merged
         self.adapter_settings = {}
         self.notes.extend(notes)
-        self._changed("adapter")
+        self._changed("model")
         return notes
 
     # -- persistence -----------------------------------------------------------------------------
@@ -405,5 +406,5 @@ class Session:
 
         self._training = TrainingState(history=history, global_step=self.training.global_step)
         self.notes.extend(notes)
-        self._changed("adapter")  # a new model object: widgets rebuild their tree
+        self._changed("model")  # a new model object: widgets rebuild their tree
         return notes

@@ -142,7 +142,7 @@ class LayerFreezer:
         self.message.value = f"<span style='color:#1a7f37'>{esc(repr(report).splitlines()[0])}</span>"
 
     def _on_session_change(self, kind: str) -> None:
-        if kind == "adapter":  # peft wrapped (or merged) the model: rebuild the tree over the new object
+        if kind == "model":  # peft wrapped or merged the model, or the task changed: a new object to show
             self.root = _Row(self, "", self.session.model)
             self.root.toggle()
             self.widget.children = (*self.widget.children[:-1], self.root.widget)

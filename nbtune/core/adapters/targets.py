@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..architecture import head_module_names, is_adapter_param, is_linear_like, qkv_module_names, unwrap
+from ..architecture import head_module_names, is_adapter_param, qkv_module_names, unwrap
 from ..errors import AdapterError, SelectorError
 from ..freeze import select
 
