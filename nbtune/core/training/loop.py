@@ -440,9 +440,9 @@ class _Run:
                     pos.batch_in_epoch += len(step_batches)
                     pos.run_step += 1
                     self.state.global_step += 1
+                    pos.rng = ckpt_mod.rng_state()  # before the listeners: one of them may interrupt
                     self.emit(StepEnded(self.state.global_step, pos.run_step, pos.total_steps, self._epoch(), loss,
                                         self.step_lr, norm, n / seconds, tokens / seconds, time.perf_counter() - t_start))
-                    pos.rng = ckpt_mod.rng_state()
                     if self.control.should_evaluate:
                         self.control.should_evaluate = False
                         self.evaluate()
