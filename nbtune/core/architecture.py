@@ -46,11 +46,15 @@ def is_shadow_param(name: str) -> bool:
     return ".original_module." in name or name.startswith("original_module.")
 
 
+def is_peft_model(model: nn.Module) -> bool:
+    """A peft wrapper (PeftModel): it holds adapter configs and the model it wraps."""
+    return hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None))
+
+
 def unwrap(model: nn.Module) -> tuple[nn.Module, str]:
     """(the transformers/plain model inside a peft wrapper, its dotted path); the model itself otherwise."""
-    get_base = getattr(model, "get_base_model", None)
-    if callable(get_base) and hasattr(model, "peft_config"):
-        inner = get_base()
+    if is_peft_model(model):
+        inner = model.get_base_model()
         for name, module in model.named_modules():
             if module is inner:
                 return inner, name

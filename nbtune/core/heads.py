@@ -9,6 +9,7 @@ from torch import nn
 
 from .architecture import is_linear_like, task_head_names
 from .errors import HeadError
+from .tasks import check_labels, label_config
 
 _LABELLED_TASKS = ("text-classification", "token-classification")
 
@@ -46,16 +47,8 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
     ``model.num_labels`` and label names are updated so the model's own loss uses the new size.
     Validation happens before anything is changed.
     """
-    if labels is not None:
-        labels = [str(x) for x in labels]
-        if not labels or len(set(labels)) != len(labels):
-            raise HeadError(f"labels must be a non-empty list of distinct names; got {labels}.")
-        if num_labels is not None and num_labels != len(labels):
-            raise HeadError(f"num_labels={num_labels} but {len(labels)} label names given; pass one of them.")
-        num_labels = len(labels)
+    num_labels, labels = check_labels(num_labels, labels, HeadError)
     if num_labels is not None:
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise HeadError(f"num_labels must be a positive integer (1 for regression); got {num_labels!r}.")
         if task is not None and task not in _LABELLED_TASKS:
             raise HeadError(f"A {task} head is sized by its vocabulary or spans, not num_labels; "
                             "call reset_head() without num_labels to re-initialise it.")
@@ -95,11 +88,8 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
         else [f"LABEL_{i}" for i in range(out_new)]
     )
     if config is not None and task in _LABELLED_TASKS:
-        config.num_labels = out_new
-        config.id2label = dict(enumerate(names))
-        config.label2id = {n: i for i, n in enumerate(names)}
-        if task == "text-classification":
-            config.problem_type = "regression" if out_new == 1 else "single_label_classification"
+        for key, value in label_config(task, out_new, names).items():
+            setattr(config, key, value)
     if hasattr(model, "num_labels"):
         model.num_labels = out_new
     return HeadChange(last_name, old_shape, tuple(new.weight.shape), names if task in _LABELLED_TASKS else [])

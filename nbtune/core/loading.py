@@ -19,7 +19,9 @@ from torch import nn
 
 from . import persist
 from .errors import ModelLoadError, TaskError
-from .tasks import TaskSpec, auto_class, get_task, supported_tasks, task_from_class_name
+from .tasks import (
+    TaskSpec, auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -161,20 +163,8 @@ def _label_settings(spec: TaskSpec, num_labels: int | None, labels) -> dict[str,
         return {}
     if not spec.has_labels:
         raise TaskError(f"num_labels/labels apply to classification tasks, not {spec.name}.")
-    if labels is not None:
-        labels = [str(x) for x in labels]
-        if len(set(labels)) != len(labels) or not labels:
-            raise TaskError(f"labels must be a non-empty list of distinct names; got {labels}.")
-        if num_labels is not None and num_labels != len(labels):
-            raise TaskError(f"num_labels={num_labels} but {len(labels)} label names were given; pass one of them.")
-        num_labels = len(labels)
-    if not isinstance(num_labels, int) or num_labels < 1:
-        raise TaskError(f"num_labels must be a positive integer (1 for regression); got {num_labels!r}.")
-    names = labels or [f"LABEL_{i}" for i in range(num_labels)]
-    out = {"num_labels": num_labels, "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    if spec.name == "text-classification":
-        out["problem_type"] = "regression" if num_labels == 1 else "single_label_classification"
-    return out
+    num_labels, labels = check_labels(num_labels, labels)
+    return label_config(spec.name, num_labels, labels)
 
 
 def _load_tokenizer(tokenizer, kind: str, location: str | None, gguf_file: str | None, trust_remote_code: bool,

@@ -23,6 +23,15 @@ def param_numel(param: torch.Tensor) -> int:
     return n
 
 
+def copy_tensors(targets: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved ``tensors`` into the model's ``targets`` (parameters or buffers by name), in place, keeping each
+    target's device and dtype. Callers check first that every name exists (each says so in its own words)."""
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            target = targets[name]
+            target.copy_(tensor.to(target.device, target.dtype))
+
+
 class ParamIndex:
     """Canonical names of a model's parameters, their aliases (ties) and the modules that own them."""
 

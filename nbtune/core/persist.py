@@ -28,7 +28,9 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .architecture import is_peft_model, unwrap
 from .errors import SaveError
+from .params import copy_tensors
 
 META_FILE = "nbtune.json"
 STATE_FILE = "nbtune_trainable.safetensors"
@@ -87,8 +89,6 @@ def save_session(session, folder: str | os.PathLike) -> SaveReport:
     """Write ``session`` to ``folder`` (replacing a previous save there) and return what was written."""
     from safetensors.torch import save_file
 
-    from .adapters.manager import is_peft_model
-
     session.require_weights("save")
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
@@ -130,7 +130,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         source["location"] = str(Path(source["location"]).resolve())
     config = getattr(getattr(session.model, "config", None), "to_dict", None)
     id2label = None
-    inner_config = getattr(_inner(session.model), "config", None)
+    inner_config = getattr(unwrap(session.model)[0], "config", None)
     if session.task in ("text-classification", "token-classification") and inner_config is not None:
         id2label = {int(k): v for k, v in inner_config.id2label.items()}
     return {
@@ -148,12 +148,6 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
         "has_config": config is not None,
     }
-
-
-def _inner(model):
-    from .architecture import unwrap
-
-    return unwrap(model)[0]
 
 
 def read_meta(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -203,9 +197,7 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
                 f"{folder} holds weights for {missing[:3]} (+{max(len(missing) - 3, 0)}) that this model lacks: it was "
                 "saved from a different architecture or adapter set."
             )
-        with torch.no_grad():
-            for name, tensor in state.items():
-                own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+        copy_tensors(own, state)
     trainable = set(meta["trainable"])
     for name, param in session.model.named_parameters():
         param.requires_grad_(name in trainable)

@@ -118,17 +118,19 @@ def _loader():
     return Loader
 
 
-def parse_recipe(source: str | dict[str, Any]) -> Recipe:
-    """Parse YAML text (or an already-loaded dict) into a Recipe, checking every key."""
+def load_yaml(text: str) -> Any:
+    """Recipe text as YAML data (numbers such as 5e-5 read as numbers); invalid YAML is a RecipeError."""
     import yaml
 
-    if isinstance(source, str):
-        try:
-            data = yaml.load(source, Loader=_loader())
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
-    else:
-        data = dict(source)
+    try:
+        return yaml.load(text, Loader=_loader())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
+
+
+def parse_recipe(source: str | dict[str, Any]) -> Recipe:
+    """Parse YAML text (or an already-loaded dict) into a Recipe, checking every key."""
+    data = load_yaml(source) if isinstance(source, str) else dict(source)
     if not isinstance(data, dict):
         raise RecipeError("A recipe is a YAML mapping such as 'model: ./minilm' on its own line, one key per line.")
     _unknown(data, VALID_KEYS, "the recipe")

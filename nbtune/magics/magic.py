@@ -308,14 +308,9 @@ class NbtuneMagics(Magics):
 
 def _with_defaults(cell: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The recipe with %config defaults filled in under its own train settings."""
-    import yaml
+    from ..core.recipe import load_yaml
 
-    from ..core.recipe import RecipeError, _loader
-
-    try:
-        data = yaml.load(cell, Loader=_loader()) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
+    data = load_yaml(cell) or {}
     if isinstance(data, dict) and isinstance(data.get("train", {}), dict):
         data["train"] = {**defaults, **(data.get("train") or {})}
     return data

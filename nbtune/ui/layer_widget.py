@@ -109,6 +109,7 @@ class LayerFreezer:
         self.root = _Row(self, "", session.model)
         self.root.toggle()
         self.filtered = w.VBox()
+        self._filter_rows: list[_Row] = []  # rows shown while the filter box holds text
         self.filter.observe(self._on_filter, names="value")
         self.selector.observe(self._on_selector, names="value")
         self.freeze_button.on_click(lambda _: self.apply("freeze", self.selector.value.strip(), None))
@@ -151,7 +152,7 @@ class LayerFreezer:
 
     def refresh(self) -> None:
         self.root.refresh()
-        for row in getattr(self, "_filter_rows", []):
+        for row in self._filter_rows:
             row.refresh()
         self._update_summary()
 

@@ -1,6 +1,7 @@
 """PEFT adapters through peft: one builder per method family, one manager for attach/switch/merge."""
 
-from .manager import AdapterInfo, adapter_infos, is_peft_model
+from ..architecture import is_peft_model
+from .manager import AdapterInfo, adapter_infos
 from .methods import AdapterPlan, ia3_plan, lora_plan, prefix_tuning_plan, prompt_tuning_plan, ptuning_plan
 from .targets import LoraTargets, TargetGroup, lora_targets, resolve_targets
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..architecture import is_adapter_param, is_shadow_param, unwrap
+from ..architecture import is_adapter_param, is_peft_model, is_shadow_param, unwrap
 from ..errors import AdapterError, SelectorError
 from ..freeze import select
 from ..params import param_numel
@@ -37,10 +37,6 @@ class AdapterInfo:
     def __repr__(self) -> str:
         star = "*" if self.active else " "
         return f"{star} {self.name}: {self.method} ({self.params:,} params) {self.settings}"
-
-
-def is_peft_model(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None))
 
 
 def method_of(model: nn.Module, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..generation import chat_prompt
 from ..training.data import DataError, Features, pick_column
 from .base import TokenLossTask, require_tokenizer, texts_of
 
@@ -13,11 +14,10 @@ IGNORE = -100
 
 def _chat_parts(tok, prompt: str, response: str) -> tuple[str, str]:
     """(prompt text, response text) rendered with the tokenizer's chat template, or plain when it has none."""
-    template = getattr(tok, "chat_template", None)
-    if template:
-        user = [{"role": "user", "content": prompt}]
-        head = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full = tok.apply_chat_template(user + [{"role": "assistant", "content": response}], tokenize=False)
+    head, templated = chat_prompt(tok, prompt)  # exactly what generate() feeds the model
+    if templated:
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        full = tok.apply_chat_template(messages, tokenize=False)
         if full.startswith(head):
             return head, full[len(head):]
     eos = tok.eos_token or ""

@@ -8,15 +8,12 @@ import numpy as np
 import torch
 
 from ..training.data import DataError, Features, pick_column
+from . import has_default_names
 from .base import TaskHandler, require_tokenizer, texts_of
 
 TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
 PAIR = ("text_pair", "sentence2", "question2")
 LABEL = ("label", "labels", "target", "score")
-
-
-def _is_default_names(id2label: dict) -> bool:
-    return all(str(v) == f"LABEL_{k}" for k, v in id2label.items())
 
 
 class ClassificationTask(TaskHandler):
@@ -60,7 +57,7 @@ class ClassificationTask(TaskHandler):
     def _names_to_ids(self, config, num_labels: int, values: list[str]):
         id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
         names = sorted(set(values))
-        if _is_default_names(id2label):
+        if has_default_names(id2label):
             if len(names) > num_labels:
                 raise DataError(f"The data has {len(names)} label names {names[:10]} but the head has {num_labels} "
                                 f"outputs. Give a fresh head with s.reset_head(labels={names}).")

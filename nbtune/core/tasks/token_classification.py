@@ -7,15 +7,12 @@ from typing import Any
 import numpy as np
 
 from ..training.data import DataError, Features, pick_column
+from . import has_default_names
 from .base import TaskHandler, require_tokenizer
 
 TOKENS = ("tokens", "words")
 TAGS = ("tags", "ner_tags", "labels", "pos_tags")
 IGNORE = -100
-
-
-def _is_default(id2label: dict) -> bool:
-    return all(str(v) == f"LABEL_{k}" for k, v in id2label.items())
 
 
 def tag_order(tags: set[str]) -> list[str]:
@@ -46,7 +43,7 @@ class TokenClassificationTask(TaskHandler):
         if not all(isinstance(t, str) for t in flat):
             raise DataError("Tags must be all names (B-person, O...) or all integer ids.")
         names = set(flat)
-        if _is_default(id2label):
+        if has_default_names(id2label):
             if not training:
                 raise DataError("The model's tags have no names yet: train it first, or evaluate with integer tag ids.")
             order = tag_order(names)

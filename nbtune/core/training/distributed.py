@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..params import copy_tensors
 from . import checkpoint as ckpt_mod
 from .callbacks import History
 from .loop import TrainingError
@@ -80,10 +81,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     except ValueError as exc:  # accelerate refuses to launch; say what to do
         raise TrainingError(f"accelerate could not launch {processes} processes: {exc}") from None
     saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(folder))
-    own = dict(session.model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in saved["weights"].items():
-            own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+    copy_tensors(dict(session.model.named_parameters()), saved["weights"])
     state = session.training
     state.history = History(saved["state"]["history"])
     state.global_step = saved["state"]["global_step"]

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..errors import NbtuneError
+from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
 from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard
@@ -216,7 +217,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
                             "processes; use a multiple of the process count.")
     if saved is not None:
-        position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()})
+        position = RunPosition(**saved["state"]["position"])
         position.rng = saved["rng"]
         state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -271,11 +272,9 @@ def _check_checkpoint_fits(model, saved) -> None:
 
 def _restore_weights(model, saved) -> None:
     own = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, param in own.items():
-            param.requires_grad_(name in saved["weights"])
-        for name, tensor in saved["weights"].items():
-            own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+    for name, param in own.items():
+        param.requires_grad_(name in saved["weights"])
+    copy_tensors(own, saved["weights"])
 
 
 class _Run:
