@@ -165,3 +165,27 @@ def test_using_the_core_loads_no_ui_library(tiny_dirs):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_memory_estimate_follows_attention_kernel_and_precision(tiny_dirs):
+    """SDPA/flash attention keeps no s x s scores, so activations grow linearly with the sequence; eager attention
+    grows faster. bf16 autocast halves the stored activations. (Calibrated against torch.cuda.max_memory_allocated
+    on an H200: bench/results/gpu_memory_h200.json.)"""
+    s = nbtune.load(tiny_dirs["gpt2"], task="causal-lm")
+    s.model.config._attn_implementation = "sdpa"
+    act = lambda seq, precision="no": s.summary(batch_size=4, seq_len=seq, precision=precision).memory.activations  # noqa: E731
+    assert act(512) / act(256) == pytest.approx(2.0, rel=0.02)
+    s.model.config._attn_implementation = "eager"
+    assert act(512) / act(256) > 2.05
+    assert s.summary(precision="auto").memory.assumptions.startswith("AdamW")
+
+
+def test_memory_estimate_bf16_stores_smaller_activations(bert):
+    fp32, bf16 = (bert.summary(batch_size=8, seq_len=128, precision=p).memory for p in ("no", "bf16"))
+    assert 0.45 < bf16.activations / fp32.activations < 0.8  # norms stay float32 under autocast
+    assert (bf16.weights, bf16.gradients, bf16.optimizer) == (fp32.weights, fp32.gradients, fp32.optimizer)
+
+
+def test_frozen_model_needs_no_activation_memory(bert):
+    bert.freeze("all")
+    assert bert.summary(batch_size=64, seq_len=256).memory.activations == 0

@@ -466,3 +466,50 @@ def test_plain_module_trains_and_frozen_batchnorm_stays(cnn):
     assert torch.equal(cnn.features[1].running_mean, stats)  # frozen BatchNorm kept its statistics
     with pytest.raises(DataError, match="no 'labels'"):
         s.evaluate([{"input": x[0]}])
+
+
+def test_out_of_memory_error_keeps_no_activations_alive(bert):
+    """A CUDA OOM's traceback holds the failed step's activations; nbtune's error must not carry it, or the memory
+    stays allocated for as long as the notebook keeps the error (IPython keeps the last one)."""
+    import gc
+    import weakref
+
+    kept = []
+
+    def hook(module, args, kwargs):
+        activation = torch.ones(1000)  # stands in for the step's GPU activations, referenced by this frame
+        kept.append(weakref.ref(activation))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+
+    handle = bert.model.register_forward_pre_hook(hook, with_kwargs=True)
+    with pytest.raises(TrainingError, match="Out of memory") as caught:
+        bert.train(toy_rows(8), **fast(epochs=1, batch_size=1))
+    handle.remove()
+    gc.collect()
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    assert kept and all(ref() is None for ref in kept)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((6, 0), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_uses_bf16_only_where_native(monkeypatch, capability, expected):
+    from nbtune.core.training.precision import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", "cuda:0") == expected
+    assert resolve_precision("auto", "cpu") == "no"
+    assert resolve_precision("fp16", "cpu") == "fp16"
+
+
+def test_finished_runs_leave_no_optimizer_alive_in_accelerate(bert):
+    """accelerate keeps every prepared optimizer in a list of its own; a notebook that trains, changes the trainable
+    set and trains again must not keep the old optimizer (its state is twice the trained weights) alive."""
+    import gc
+    import weakref
+
+    bert.train(toy_rows(16), **fast(epochs=1))
+    old = weakref.ref(bert.training.optimizer)
+    bert.freeze("all")
+    bert.unfreeze("head")
+    bert.train(toy_rows(16), **fast(epochs=1))  # a new trainable set: a new optimizer
+    gc.collect()
+    assert old() is None

@@ -82,8 +82,8 @@ def test_adapter_panel_attaches_through_the_session(bert):
     panel = AdapterPanel(bert)
     assert set(panel.chosen_targets()) == {"query", "key", "value"}
     panel.targets["key"][0].value = False
-    panel.r.value = 4
-    assert "at r=4" in panel.cost.value
+    panel.inputs["lora"]["r"].value = 4
+    assert "LoRA adds about" in panel.cost.value
     from nbtune.render.format import human_count
 
     assert human_count(bert.lora_targets().cost(["query", "value"], r=4)) in panel.cost.value
@@ -97,7 +97,7 @@ def test_adapter_panel_attaches_through_the_session(bert):
 def test_adapter_panel_shows_errors_and_changes_nothing(cnn):
     s = nbtune.load(cnn)
     panel = AdapterPanel(s)
-    panel.method.value = "Prompt tuning"
+    panel.method.value = "prompt"
     model = s.model
     panel.attach_button.click()
     assert "color:#b00" in panel.result.value and s.model is model and s.adapters == []

@@ -24,10 +24,6 @@ QKV_NAMES = frozenset({
 })
 
 
-# Name parts peft gives the parameters it adds (LoRA/DoRA, IA3, soft prompts, trainable head copies).
-_ADAPTER_MARKERS = ("lora_", "ia3_", "prompt_encoder", "modules_to_save")
-
-
 def is_linear_like(module: nn.Module) -> bool:
     """Linear layers and GPT-2's Conv1D (a Linear with transposed weight), also once peft has wrapped them."""
     base = getattr(module, "base_layer", None)
@@ -37,8 +33,11 @@ def is_linear_like(module: nn.Module) -> bool:
 
 
 def is_adapter_param(name: str) -> bool:
-    """Parameters added by peft (adapter weights, soft prompts, trainable copies of the head)."""
-    return any(part.startswith(_ADAPTER_MARKERS) for part in name.split("."))
+    """Parameters added by peft (adapter weights of any method, soft prompts, trainable copies of the head),
+    recognised by peft's own name prefix for each method."""
+    from .adapters.registry import adapter_param_prefixes
+
+    return any(part.startswith(adapter_param_prefixes()) for part in name.split("."))
 
 
 def is_shadow_param(name: str) -> bool:

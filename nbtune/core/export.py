@@ -14,9 +14,6 @@ from typing import Any
 from .recipe import Recipe, RecipeError
 from .training.config import TrainConfig
 
-_METHOD_SETTINGS = {"prompt": ("n_tokens", "init_text"), "prefix": ("n_tokens", "projection", "hidden"),
-                    "ptuning": ("n_tokens", "encoder", "hidden"), "ia3": ("targets", "feedforward"),
-                    "lora": ("r", "alpha", "dropout", "targets", "dora", "rslora", "bias")}
 
 
 def _model_reference(session) -> tuple[Any, dict[str, Any]]:
@@ -67,7 +64,10 @@ def export_session(session, path: str | os.PathLike, data: dict[str, Any] | None
     if adapters:
         settings = dict(session.adapter_settings.get(adapters[0].name, {}))
         method = settings.pop("method", adapters[0].method)
-        adapter = (method, {k: v for k, v in settings.items() if k in _METHOD_SETTINGS[method] and v is not None})
+        from .adapters import get_method
+
+        known = get_method(method).setting_names
+        adapter = (method, {k: v for k, v in settings.items() if k in known and v is not None})
     if train is None:
         last = session.training.position.config if session.training.position else {}
         defaults = TrainConfig().to_dict()

@@ -34,8 +34,21 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimizer + (self.activations or 0)
 
 
-def _config_dims(model: nn.Module) -> tuple[int, int, int, int] | None:
-    """(hidden, layers, heads, vocab) from a transformers config, if the model has one."""
+@dataclass(frozen=True)
+class _Dims:
+    hidden: int
+    layers: int
+    heads: int
+    vocab: int
+    intermediate: int
+    kv_dim: int  # width of the key (and value) projection: smaller than hidden with grouped-query attention
+    gated_mlp: bool  # SwiGLU-style MLP (Llama, Mistral, Qwen, T5 v1.1): gate, up, act and product are all kept
+    eager_attention: bool  # the s x s attention probabilities are stored (no SDPA / flash kernel)
+    dropout: bool
+
+
+def _config_dims(model: nn.Module) -> _Dims | None:
+    """Sizes from a transformers config, if the model has one."""
     cfg = getattr(model, "config", None)
     if cfg is None:
         return None
@@ -48,7 +61,39 @@ def _config_dims(model: nn.Module) -> tuple[int, int, int, int] | None:
         return None
     if getattr(cfg, "is_encoder_decoder", False):
         layers += get("num_decoder_layers") or layers
-    return int(hidden), int(layers), int(heads), int(vocab)
+    intermediate = get("intermediate_size", "n_inner", "d_ff", "ffn_dim") or 4 * hidden
+    head_dim = get("head_dim") or hidden // heads
+    kv_heads = get("num_key_value_heads") or heads
+    act = str(get("hidden_act", "activation_function", "feed_forward_proj") or "")
+    gated = "gated" in act or act in ("silu", "swish", "swiglu") or hasattr(cfg, "num_key_value_heads")
+    attn = getattr(cfg, "_attn_implementation", None) or "eager"
+    dropout = any((getattr(cfg, k, 0) or 0) > 0 for k in ("hidden_dropout_prob", "resid_pdrop", "dropout_rate",
+                                                           "hidden_dropout", "dropout"))
+    return _Dims(int(hidden), int(layers), int(heads), int(vocab), int(intermediate), int(kv_heads * head_dim),
+                 gated, attn == "eager", dropout)
+
+
+# Bytes per element of the LM head's logits held at the peak of a step: the logits at the compute dtype, the float32
+# copy the loss makes, log-softmax's saved output and the gradient coming back through them.
+_LOGIT_BYTES = {4: 12, 2: 14}
+
+
+def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int) -> float:
+    """Bytes autograd keeps per token in one block, counting the tensors each op saves for backward.
+
+    Norm inputs and outputs (2h each; normalisation runs in float32 under autocast), the q/k/v projections
+    (h + 2 kv), the attention output (h), the MLP input (h) and hidden (2i, or 4i gated), dropout masks (1 byte),
+    and with eager attention the s x s probabilities per head. The Korthikanti et al. (2022) count for GPT blocks is
+    the special case i = 4h.
+    """
+    h, i = d.hidden, d.intermediate
+    elements = 4 * h + (h + 2 * d.kv_dim) + h + h + (4 * i if d.gated_mlp else 2 * i)
+    total = elements * act_bytes + 2 * h * (4 - act_bytes)  # the norms' float32 outputs
+    if d.dropout:
+        total += 2 * h  # hidden dropout masks (attention dropout inside SDPA keeps only an RNG seed)
+    if d.eager_attention:
+        total += d.heads * seq_len * (2 * act_bytes + (1 if d.dropout else 0))
+    return total
 
 
 def _layers_needing_activations(model: nn.Module, index: ParamIndex, total_layers: int) -> int:
@@ -80,14 +125,18 @@ def _layers_needing_activations(model: nn.Module, index: ParamIndex, total_layer
 
 
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
-                    compute_dtype: str | torch.dtype | None = None) -> MemoryEstimate:
-    """Estimate training memory for the current freeze state.
+                    compute_dtype: str | torch.dtype | None = None, precision: str = "auto") -> MemoryEstimate:
+    """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
-    Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their
-    dtype. AdamW: two moments per trainable parameter. Activations (transformers configs only):
-    Korthikanti et al. 2022, ``s*b*h*(34 + 5*a*s/h)`` bytes per layer at 16-bit, scaled to the compute
-    dtype, for the layers that need them, plus the logits of a language-model head.
+    Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
+    moments per trainable parameter, plus one trainable-sized temporary while it steps. Activations (transformers
+    configs only): what each block keeps for backward (``_activation_bytes_per_token``) in the blocks that need it,
+    the 16-bit copies of their weights that mixed precision makes, and the logits of a language-model head.
+    ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``
+    overrides it.
     """
+    from .training.precision import compute_dtype as dtype_for, resolve_precision
+
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
     index = ParamIndex(model)
@@ -96,24 +145,36 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     grads = sum(p.numel() * p.element_size() for p in index.params.values() if p.requires_grad)
     optimizer = 2 * grads  # exp_avg and exp_avg_sq, same dtype as the parameter
 
+    first = next(iter(index.params.values()), None)
+    param_dtype = first.dtype if first is not None else torch.float32
     if compute_dtype is None:
-        first = next(iter(index.params.values()), None)
-        compute_dtype = first.dtype if first is not None else torch.float32
+        compute_dtype = dtype_for(resolve_precision(precision), param_dtype)
     dtype_name = str(compute_dtype).replace("torch.", "")
     act_bytes = _DTYPE_BYTES.get(dtype_name, 4)
+    mixed = act_bytes < (first.element_size() if first is not None else 4)
 
     dims = _config_dims(model)
     activations = None
     assumptions = f"AdamW, batch {batch_size} x {seq_len} tokens, {dtype_name} compute"
-    if dims:
-        hidden, layers, heads, vocab = dims
-        need = _layers_needing_activations(model, index, layers)
-        per_layer_16bit = seq_len * batch_size * hidden * (34 + 5 * heads * seq_len / hidden)
-        activations = int(need * per_layer_16bit * act_bytes / 2)
-        head_out = vocab if _is_lm(model) else hidden
-        if any(p.requires_grad for p in index.params.values()):
-            activations += batch_size * seq_len * head_out * act_bytes * 2  # logits and their grad
-        assumptions += f"; activations kept in {need} of {layers} layers, no gradient checkpointing"
+    trains = any(p.requires_grad for p in index.params.values())
+    if dims and trains:
+        need = _layers_needing_activations(model, index, dims.layers)
+        tokens = batch_size * seq_len
+        activations = int(need * tokens * _activation_bytes_per_token(dims, act_bytes, seq_len))
+        if mixed:  # autocast's 16-bit copies of the block weights that backward needs
+            block_params = sum(p.numel() for bl in block_lists(model) for i in range(bl.count)
+                               for n in index.under(bl.block(i)) if (p := index.params[n]).ndim >= 2)
+            activations += int(block_params * act_bytes * need / max(dims.layers, 1))
+        if _is_lm(model):
+            activations += tokens * dims.vocab * _LOGIT_BYTES.get(act_bytes, 12)
+            if mixed:
+                activations += dims.vocab * dims.hidden * act_bytes  # the LM head's 16-bit weight
+        else:
+            activations += tokens * dims.hidden * act_bytes * 2
+        activations += grads // 2  # AdamW's foreach temporaries and clipping buffers at the update
+        assumptions += f"; activations kept in {need} of {dims.layers} layers, no gradient checkpointing"
+    elif dims:
+        activations = 0
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
     return MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions)

@@ -17,7 +17,6 @@ the command line all go through these functions.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,6 @@ from typing import Any, Callable, Iterable
 
 from .errors import NbtuneError, close_matches
 
-ADAPTER_KEYS = {"lora": "add_lora", "prompt": "add_prompt_tuning", "prefix": "add_prefix_tuning",
-                "ptuning": "add_ptuning", "ia3": "add_ia3"}
 DATA_KEYS = ("train", "eval", "text", "text_pair", "label", "prompt", "response")
 LOAD_KEYS = ("num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype", "revision")
 
@@ -71,8 +68,19 @@ class Recipe:
         return out
 
 
-VALID_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", "steps", *ADAPTER_KEYS, "train",
-              "evaluate", "eval", "save")
+BASE_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval",
+             "save")
+
+
+def adapter_keys() -> list[str]:
+    """Recipe keys that attach an adapter: one per registered method (``lora: {r: 8}``, ``vera: {r: 256}``...)."""
+    from .adapters import method_names
+
+    return method_names()
+
+
+def valid_keys() -> tuple[str, ...]:
+    return (*BASE_KEYS, *adapter_keys())
 
 
 def _unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
@@ -95,10 +103,9 @@ def _as_list(value: Any, key: str) -> list[str]:
 
 
 def _method_params(method: str) -> list[str]:
-    from .session import Session
+    from .adapters import get_method
 
-    sig = inspect.signature(getattr(Session, ADAPTER_KEYS[method]))
-    return [p for p in sig.parameters if p != "self"]
+    return [*get_method(method).setting_names, "name"]
 
 
 def _loader():
@@ -133,10 +140,10 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
     data = load_yaml(source) if isinstance(source, str) else dict(source)
     if not isinstance(data, dict):
         raise RecipeError("A recipe is a YAML mapping such as 'model: ./minilm' on its own line, one key per line.")
-    _unknown(data, VALID_KEYS, "the recipe")
+    _unknown(data, valid_keys(), "the recipe")
     if "model" not in data:
         raise RecipeError("The recipe needs a model: a folder, a hub id, a .gguf file or $variable.")
-    adapters = [k for k in ADAPTER_KEYS if k in data]
+    adapters = [k for k in adapter_keys() if k in data]
     if len(adapters) > 1:
         raise RecipeError(f"One adapter per recipe; this one has {adapters}. Keep one (or use the Python API for more).")
     adapter = None
@@ -208,7 +215,7 @@ def build_session(recipe: Recipe, namespace: dict[str, Any] | None = None):
         getattr(session, action)(*selectors)
     if recipe.adapter:
         method, settings = recipe.adapter
-        getattr(session, ADAPTER_KEYS[method])(**settings)
+        session.add_adapter(method, **settings)
     return session
 
 

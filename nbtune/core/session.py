@@ -13,7 +13,7 @@ from torch import nn
 
 from . import freeze as freeze_mod
 from . import persist
-from .adapters import METHODS, AdapterInfo, LoraTargets, adapter_infos, is_peft_model, lora_targets
+from .adapters import AdapterInfo, get_method, LoraTargets, adapter_infos, is_peft_model, lora_targets
 from .adapters import manager as adapter_manager
 from .errors import HeadError, MetaModelError
 from .heads import HeadChange, reset_head as _reset_head
@@ -112,10 +112,13 @@ class Session:
         """Preview what selectors match (parameter names and matched modules) without changing anything."""
         return freeze_mod.select(self.model, *selectors)
 
-    def summary(self, batch_size: int = 8, seq_len: int = 128) -> Summary:
-        """Total and trainable parameters (overall and per top-level module) and estimated training memory."""
+    def summary(self, batch_size: int = 8, seq_len: int = 128, precision: str = "auto") -> Summary:
+        """Total and trainable parameters (overall and per top-level module) and estimated training memory.
+
+        ``precision`` as in ``train``: ``"auto"`` estimates for what training would pick here (bf16 activations on
+        an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU)."""
         counts = count_params(self.model)
-        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=seq_len)
+        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=seq_len, precision=precision)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes))
 
     # -- freezing ------------------------------------------------------------------------------
@@ -178,14 +181,31 @@ class Session:
 
         return lora_targets(unwrap(self.model)[0], include_head=include_head)
 
-    def _attach(self, method: str, name: str, **settings: Any) -> AdapterInfo:
-        plan = METHODS[method](self.model, self.task, **settings)  # validates; the model is untouched so far
+    def add_adapter(self, method: str, name: str = "default", **settings: Any) -> AdapterInfo:
+        """Attach a PEFT adapter of any registered method (``nbtune.core.adapters.method_names()``: lora, ia3,
+        prompt, prefix, ptuning, vera, loha, lokr, ...) with its settings; the typed ``add_lora`` & co. call this.
+
+        The settings are checked against the model first; a bad one raises and changes nothing. The task head of
+        classification tasks stays trainable and is saved with the adapter.
+        """
+        spec = get_method(method)
+        spec.check_settings(settings)
+        plan = spec.plan(self.model, self.task, self.tokenizer, **settings)  # validates; the model is untouched
         model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
         self.model = model
-        self.adapter_settings[name] = {"method": method, **plan.settings}
+        self.adapter_settings[name] = {"method": spec.name, **plan.settings}
         self.notes.extend(notes)
         self._changed("model")
         return next(a for a in self.adapters if a.name == name)
+
+    def delete_adapter(self, name: str) -> list[str]:
+        """Remove adapter ``name``; removing the last one leaves the plain base model (nothing merged)."""
+        model, notes = adapter_manager.delete(self.model, name)
+        self.model = model
+        self.adapter_settings.pop(name, None)
+        self.notes.extend(notes)
+        self._changed("model")
+        return notes
 
     def add_lora(self, r: int = 8, alpha: float | None = None, dropout: float = 0.05, targets: Any = "qkv",
                  dora: bool = False, rslora: bool = False, bias: str = "none", name: str = "default") -> AdapterInfo:
@@ -198,26 +218,26 @@ class Session:
             name: adapter name (several adapters can live on one session).
         The task head of classification tasks stays trainable and is saved with the adapter.
         """
-        return self._attach("lora", name, r=r, alpha=alpha, dropout=dropout, targets=targets, dora=dora,
-                            rslora=rslora, bias=bias)
+        return self.add_adapter("lora", name, r=r, alpha=alpha, dropout=dropout, targets=targets, dora=dora,
+                                rslora=rslora, bias=bias)
 
     def add_prompt_tuning(self, n_tokens: int = 20, init_text: str | None = None, name: str = "default") -> AdapterInfo:
         """Prepend ``n_tokens`` trainable virtual token embeddings, random or initialised from ``init_text``."""
-        return self._attach("prompt", name, tokenizer=self.tokenizer, n_tokens=n_tokens, init_text=init_text)
+        return self.add_adapter("prompt", name, n_tokens=n_tokens, init_text=init_text)
 
     def add_prefix_tuning(self, n_tokens: int = 10, projection: bool = False, hidden: int | None = None,
                           name: str = "default") -> AdapterInfo:
         """Train key/value prefixes of ``n_tokens`` positions in every attention layer."""
-        return self._attach("prefix", name, n_tokens=n_tokens, projection=projection, hidden=hidden)
+        return self.add_adapter("prefix", name, n_tokens=n_tokens, projection=projection, hidden=hidden)
 
     def add_ptuning(self, n_tokens: int = 10, encoder: str = "MLP", hidden: int | None = None,
                     name: str = "default") -> AdapterInfo:
         """P-tuning: virtual tokens produced by a small trainable prompt encoder (MLP or LSTM)."""
-        return self._attach("ptuning", name, n_tokens=n_tokens, encoder=encoder, hidden=hidden)
+        return self.add_adapter("ptuning", name, n_tokens=n_tokens, encoder=encoder, hidden=hidden)
 
     def add_ia3(self, targets: Any = None, feedforward: Any = None, name: str = "default") -> AdapterInfo:
         """IA3: learned rescaling of attention keys/values and feed-forward activations."""
-        return self._attach("ia3", name, targets=targets, feedforward=feedforward)
+        return self.add_adapter("ia3", name, targets=targets, feedforward=feedforward)
 
     @property
     def adapters(self) -> list[AdapterInfo]:

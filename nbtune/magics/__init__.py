@@ -5,19 +5,25 @@ from __future__ import annotations
 
 def _complete(magics):
     """Tab completion: subcommands first, then presets and the current model's module names."""
-    from .magic import SUBCOMMANDS
+    from .magic import subcommands
 
     presets = ["all", "head", "qkv", "top:1", "top:2", "bitfit", "embeddings", "adapters"]
 
     def complete(shell, event):
         words = event.line.split()
         if len(words) <= 1 or (len(words) == 2 and not event.line.endswith(" ")):
-            return list(SUBCOMMANDS)
+            return list(subcommands())
         if words[1] in ("freeze", "unfreeze", "layers") and magics.current:
             names = [n for n, _ in magics.sessions[magics.current].model.named_modules() if n and n.count(".") < 4]
             return presets + names
-        if words[1] == "lora":
-            return ["r=", "alpha=", "dropout=", "targets=qkv", "targets=all-linear", "dora=true", "rslora=true"]
+        from ..core.adapters import get_method, method_names
+
+        if words[1] in method_names():  # each method's own settings, from the registry
+            fields = get_method(words[1]).fields
+            out = [f"{f.name}=" for f in fields if f.kind != "targets"] + ["name="]
+            if any(f.kind == "targets" for f in fields):
+                out += ["targets=qkv", "targets=all-linear"]
+            return out
         if words[1] == "train":
             return ["eval=", "epochs=", "lr=", "batch_size=", "grad_accum=", "warmup=", "max_length=",
                     "checkpoint_dir=", "save_every=", "resume="]

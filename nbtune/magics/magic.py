@@ -13,19 +13,21 @@ from traitlets import Bool, Float, Int
 
 from ..core.errors import NbtuneError
 from ..core.loading import load
-from ..core.recipe import ADAPTER_KEYS, run_recipe
+from ..core.adapters import get_method, method_names
+from ..core.recipe import run_recipe
 from ..core.session import Session
 from ..core.training.config import TrainConfig
 from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
 
-SUBCOMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "lora", "prompt",
-               "prefix", "ptuning", "ia3", "adapters", "summary", "train", "eval", "save", "export", "help")
+COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "adapters",
+            "summary", "train", "eval", "save", "export", "help")
+
+
+def subcommands() -> tuple[str, ...]:
+    """Every ``%nbtune`` subcommand: the fixed ones and one per registered adapter method (lora, vera, ...)."""
+    return COMMANDS + tuple(method_names())
 LOAD_OPTIONS = ["task", "num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype",
                 "revision", "name", "adapter"]
-
-
-def _params(method) -> list[str]:
-    return [p for p in inspect.signature(method).parameters if p != "self"]
 
 
 @magics_class
@@ -81,7 +83,8 @@ class NbtuneMagics(Magics):
             %nbtune freeze SELECTOR ...  /  %nbtune unfreeze SELECTOR ...
             %nbtune head num_labels=10 | labels=[neg,pos]       # fresh task head
             %nbtune targets                                     # LoRA targets and their cost per rank
-            %nbtune lora r=8 alpha=16 targets=qkv   (also: prompt n_tokens=20, prefix, ptuning, ia3)
+            %nbtune lora r=8 alpha=16 targets=qkv   (any adapter method: prompt n_tokens=20, prefix, ptuning,
+                                                     ia3, vera r=256, loha, lokr; see %nbtune help)
             %nbtune adapters                                    # the adapter panel widget
             %nbtune summary [batch_size=32 seq_len=128]
             %nbtune train $train_df eval=$dev_df epochs=1 lr=5e-5   # live dashboard with a Stop button
@@ -109,13 +112,16 @@ class NbtuneMagics(Magics):
             print(inspect.cleandoc(NbtuneMagics.nbtune.__doc__ or ""))
             return None
         command, rest = words[0], words[1:]
-        if command not in SUBCOMMANDS:
+        known = subcommands()
+        if command not in known:
             from ..core.errors import close_matches
 
-            hint = close_matches(command, SUBCOMMANDS, n=1)
+            hint = close_matches(command, known, n=1)
             raise MagicUsageError(f"Unknown subcommand {command!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                                  + f". Subcommands: {', '.join(SUBCOMMANDS)}.")
-        return getattr(self, f"_cmd_{command}")(target, rest)
+                                  + f". Subcommands: {', '.join(known)}.")
+        if command in COMMANDS:
+            return getattr(self, f"_cmd_{command}")(target, rest)
+        return self._adapter(command, target, rest)
 
     def _settings(self, words: list[str]) -> tuple[list[str], dict[str, Any]]:
         """Positional words and key=value settings, with ``$name`` values taken from the notebook."""
@@ -186,27 +192,13 @@ class NbtuneMagics(Magics):
         return self.session(target).lora_targets()
 
     def _adapter(self, method: str, target, rest):
+        """``%nbtune METHOD key=value ...``: Session.add_adapter with the method's registered settings."""
         s = self.session(target)
         _, opts = self._settings(rest)
-        check_keys(opts, _params(getattr(Session, ADAPTER_KEYS[method])), method)
-        info = getattr(s, ADAPTER_KEYS[method])(**opts)
+        check_keys(opts, [*get_method(method).setting_names, "name"], method)
+        info = s.add_adapter(method, **opts)
         print(f"attached {info.name}: {info.method}, {info.params:,} parameters")
         return s.summary(seq_len=self.summary_seq_len)
-
-    def _cmd_lora(self, target, rest):
-        return self._adapter("lora", target, rest)
-
-    def _cmd_prompt(self, target, rest):
-        return self._adapter("prompt", target, rest)
-
-    def _cmd_prefix(self, target, rest):
-        return self._adapter("prefix", target, rest)
-
-    def _cmd_ptuning(self, target, rest):
-        return self._adapter("ptuning", target, rest)
-
-    def _cmd_ia3(self, target, rest):
-        return self._adapter("ia3", target, rest)
 
     def _cmd_adapters(self, target, rest):
         from ..ui.adapter_panel import AdapterPanel

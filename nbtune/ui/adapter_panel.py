@@ -1,34 +1,58 @@
 """The adapter panel: pick a PEFT method, set its parameters, see the cost, attach.
 
-The Attach button calls the same ``Session.add_*`` method as code; for LoRA each target group is a checkbox
-showing the parameters it adds at the chosen rank.
+The method list and each method's form come from the adapter registry (``nbtune.core.adapters``): a method
+registered in its own file shows up here with no change to this file. Attach calls ``Session.add_adapter``, the
+same function as code and the magic; methods with a ``targets`` setting get the model's Linear groups as
+checkboxes, with the parameters each adds per unit of rank.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..core.adapters import all_methods, get_method
 from ..core.errors import NbtuneError
 from ..render.format import esc, human_count
 
-METHODS = {"LoRA": "lora", "Prompt tuning": "prompt", "Prefix tuning": "prefix", "P-tuning": "ptuning", "IA3": "ia3"}
+_QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
+
+
+def _widget_for(field):
+    """An ipywidget for one registry ``Field``."""
+    import ipywidgets as w
+
+    label = field.name.replace("_", " ")
+    if field.kind == "bool":
+        return w.Checkbox(value=bool(field.default), description=label, indent=False, tooltip=field.help)
+    if field.kind == "choice":
+        return w.Dropdown(options=list(field.choices), value=field.default, description=label)
+    if field.kind == "int":
+        low = int(field.minimum if field.minimum is not None else 0)
+        high = int(field.maximum if field.maximum is not None else 1_000_000)
+        return w.BoundedIntText(value=field.default if field.default is not None else low, min=low, max=high,
+                                description=label)
+    if field.kind == "float":
+        if field.minimum is not None and field.maximum is not None:
+            return w.BoundedFloatText(value=field.default or 0.0, min=field.minimum, max=field.maximum, step=0.01,
+                                      description=label)
+        # no default (e.g. LoRA's alpha = 2*r): an empty box means "use the method's default"
+        return w.Text(value="" if field.default is None else str(field.default), placeholder="default",
+                      description=label)
+    return w.Text(value=field.default or "", placeholder=field.help, description=label)
 
 
 class AdapterPanel:
-    """``display(AdapterPanel(s))`` or ``%nbtune adapters``: a form over ``Session.add_lora`` & co."""
+    """``display(AdapterPanel(s))`` or ``%nbtune adapters``: a form over ``Session.add_adapter``."""
 
     def __init__(self, session):
         import ipywidgets as w
 
         self.session = session
-        self.method = w.Dropdown(options=list(METHODS), value="LoRA", description="method")
+        methods = all_methods()
+        self.method = w.Dropdown(options=[(m.label, m.name) for m in methods], value=methods[0].name,
+                                 description="method")
         self.name = w.Text(value="default", description="name")
-        self.r = w.BoundedIntText(value=8, min=1, max=4096, description="r")
-        self.alpha = w.FloatText(value=16.0, description="alpha")
-        self.dropout = w.BoundedFloatText(value=0.05, min=0.0, max=0.99, step=0.01, description="dropout")
-        self.dora = w.Checkbox(value=False, description="DoRA")
-        self.rslora = w.Checkbox(value=False, description="rsLoRA")
-        self.n_tokens = w.BoundedIntText(value=20, min=1, max=10000, description="tokens")
-        self.init_text = w.Text(placeholder="optional: text to initialise the prompt", description="init text")
-        self.encoder = w.Dropdown(options=["MLP", "LSTM"], value="MLP", description="encoder")
+        self.inputs: dict[str, dict[str, Any]] = {}  # method -> field name -> widget
         self.targets = {}
         self.cost = w.HTML()
         self.result = w.HTML()
@@ -38,14 +62,16 @@ class AdapterPanel:
             groups = list(session.lora_targets())
         except NbtuneError:
             groups = []
-        qkv = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
         for g in groups:
-            box = w.Checkbox(value=g.short_name in qkv, indent=False,
+            box = w.Checkbox(value=g.short_name in _QKV, indent=False,
                              description=f"{g.short_name} ({g.type} x{g.count}, {g.params_per_rank:,} per rank)",
                              layout=w.Layout(width="auto"))
             box.observe(lambda _: self._update_cost(), names="value")
             self.targets[g.short_name] = (box, g)
-        self.r.observe(lambda _: self._update_cost(), names="value")
+        for m in methods:
+            self.inputs[m.name] = {f.name: _widget_for(f) for f in m.fields if f.form and f.kind != "targets"}
+            for widget in self.inputs[m.name].values():
+                widget.observe(lambda _: self._update_cost(), names="value")
         self.method.observe(lambda _: self._layout(), names="value")
         self.form = w.VBox()
         self.widget = w.VBox([w.HBox([self.method, self.name]), self.form, self.cost,
@@ -57,51 +83,70 @@ class AdapterPanel:
 
         display(self.widget)
 
+    @property
+    def spec(self):
+        return get_method(self.method.value)
+
     def _layout(self) -> None:
         import ipywidgets as w
 
-        method = METHODS[self.method.value]
-        if method == "lora":
-            rows = [w.HBox([self.r, self.alpha, self.dropout]), w.HBox([self.dora, self.rslora]),
-                    w.HTML("<b>targets</b>"), w.VBox([box for box, _ in self.targets.values()])]
-        elif method == "prompt":
-            rows = [self.n_tokens, self.init_text]
-        elif method == "prefix":
-            rows = [self.n_tokens]
-        elif method == "ptuning":
-            rows = [self.n_tokens, self.encoder]
-        else:
-            rows = [w.HTML("IA3 uses peft's default attention and feed-forward targets for this architecture.")]
+        spec = self.spec
+        widgets = list(self.inputs[spec.name].values())
+        rows = [w.HTML(f"<small>{esc(spec.summary)}</small>")] if spec.summary else []
+        rows += [w.HBox(widgets[i:i + 3]) for i in range(0, len(widgets), 3)]
+        if any(f.kind == "targets" for f in spec.fields):
+            rows += [w.HTML("<b>targets</b>"), w.VBox([box for box, _ in self.targets.values()])]
+        elif not widgets:
+            rows.append(w.HTML(f"{esc(spec.label)} uses peft's default targets for this architecture."))
         self.form.children = rows
         self._update_cost()
 
     def chosen_targets(self) -> list[str]:
         return [name for name, (box, _) in self.targets.items() if box.value]
 
+    def settings(self) -> dict[str, Any]:
+        """The form's values as ``add_adapter`` settings (empty boxes: the method's defaults)."""
+        spec = self.spec
+        out: dict[str, Any] = {}
+        for field in spec.fields:
+            if field.kind == "targets":
+                out[field.name] = self.chosen_targets()
+                continue
+            widget = self.inputs[spec.name].get(field.name)
+            if widget is None:
+                continue
+            value = widget.value
+            if field.kind in ("float", "text") and isinstance(value, str):
+                value = value.strip()
+                if not value:
+                    continue
+                if field.kind == "float":
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        raise NbtuneError(f"{field.name} must be a number; got {value!r}.") from None
+            out[field.name] = value
+        return out
+
     def _update_cost(self) -> None:
-        if METHODS[self.method.value] != "lora":
+        spec = self.spec
+        if spec.estimate is None or not self.targets:
             self.cost.value = ""
             return
         per_rank = sum(g.params_per_rank for box, g in self.targets.values() if box.value)
-        self.cost.value = f"LoRA adds <b>{human_count(per_rank * self.r.value)}</b> trainable parameters at r={self.r.value}"
+        try:
+            settings = self.settings()
+        except NbtuneError:
+            return
+        self.cost.value = (f"{esc(spec.label)} adds about <b>{human_count(spec.estimate(per_rank, settings))}</b> "
+                           "trainable parameters")
 
     def attach(self) -> None:
         """Attach the chosen method through the Session API; errors are shown, the session is unchanged."""
-        method = METHODS[self.method.value]
         name = self.name.value.strip() or "default"
         s = self.session
         try:
-            if method == "lora":
-                info = s.add_lora(r=self.r.value, alpha=self.alpha.value, dropout=self.dropout.value,
-                                  targets=self.chosen_targets(), dora=self.dora.value, rslora=self.rslora.value, name=name)
-            elif method == "prompt":
-                info = s.add_prompt_tuning(n_tokens=self.n_tokens.value, init_text=self.init_text.value or None, name=name)
-            elif method == "prefix":
-                info = s.add_prefix_tuning(n_tokens=self.n_tokens.value, name=name)
-            elif method == "ptuning":
-                info = s.add_ptuning(n_tokens=self.n_tokens.value, encoder=self.encoder.value, name=name)
-            else:
-                info = s.add_ia3(name=name)
+            info = s.add_adapter(self.method.value, name=name, **self.settings())
         except NbtuneError as exc:
             self.result.value = f"<span style='color:#b00'>{esc(exc)}</span>"
             return

@@ -1,21 +1,15 @@
-"""PEFT adapters through peft: one builder per method family, one manager for attach/switch/merge."""
+"""PEFT adapters through peft: a registry of methods (one file each in ``methods/``), one manager for
+attach/switch/merge."""
 
 from ..architecture import is_peft_model
 from .manager import AdapterInfo, adapter_infos
-from .methods import AdapterPlan, ia3_plan, lora_plan, prefix_tuning_plan, prompt_tuning_plan, ptuning_plan
+from .registry import (
+    AdapterMethod, AdapterPlan, Field, all_methods, get_method, method_for_peft_type, method_names, register_method,
+)
 from .targets import LoraTargets, TargetGroup, lora_targets, resolve_targets
 
-# Method name -> plan builder; new families register here.
-METHODS = {
-    "lora": lora_plan,
-    "prompt": prompt_tuning_plan,
-    "prefix": prefix_tuning_plan,
-    "ptuning": ptuning_plan,
-    "ia3": ia3_plan,
-}
-
 __all__ = [
-    "METHODS", "AdapterInfo", "AdapterPlan", "LoraTargets", "TargetGroup", "adapter_infos", "ia3_plan",
-    "is_peft_model", "lora_plan", "lora_targets", "prefix_tuning_plan", "prompt_tuning_plan", "ptuning_plan",
-    "resolve_targets",
+    "AdapterInfo", "AdapterMethod", "AdapterPlan", "Field", "LoraTargets", "TargetGroup", "adapter_infos",
+    "all_methods", "get_method", "is_peft_model", "lora_targets", "method_for_peft_type", "method_names",
+    "register_method", "resolve_targets",
 ]

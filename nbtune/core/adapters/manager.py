@@ -18,10 +18,7 @@ from ..architecture import is_adapter_param, is_peft_model, is_shadow_param, unw
 from ..errors import AdapterError, SelectorError
 from ..freeze import select
 from ..params import param_numel
-from .methods import MERGEABLE, AdapterPlan
-
-METHOD_OF_PEFT_TYPE = {"LORA": "lora", "PROMPT_TUNING": "prompt", "PREFIX_TUNING": "prefix",
-                       "P_TUNING": "ptuning", "IA3": "ia3"}
+from .registry import AdapterPlan, method_for_peft_type
 
 
 @dataclass
@@ -40,8 +37,16 @@ class AdapterInfo:
 
 
 def method_of(model: nn.Module, name: str) -> str:
+    """The registered method name of adapter ``name`` (peft's own type name, lower-cased, if nbtune has none)."""
     peft_type = model.peft_config[name].peft_type
-    return METHOD_OF_PEFT_TYPE.get(str(getattr(peft_type, "value", peft_type)), str(peft_type).lower())
+    method = method_for_peft_type(peft_type)
+    return method.name if method is not None else str(getattr(peft_type, "value", peft_type)).lower()
+
+
+def _mergeable(method: str) -> bool:
+    from .registry import all_methods
+
+    return any(m.name == method and m.mergeable for m in all_methods())
 
 
 def adapter_infos(model: nn.Module, settings: dict[str, dict]) -> list[AdapterInfo]:
@@ -133,12 +138,12 @@ def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[
     if is_peft_model(model):
         if name in model.peft_config:
             raise AdapterError(f"An adapter named {name!r} already exists; choose another name= or "
-                               f"remove it with delete_adapter({name!r}).")
+                               f"remove it with s.delete_adapter({name!r}).")
         current = method_of(model, model.active_adapter)
         if current != plan.method:
             raise AdapterError(
                 f"This session's adapters are {current}; peft cannot hold a {plan.method} adapter beside them in one "
-                "model. Merge (LoRA/IA3) or save and reload the base model first, or start a new session."
+                "model. Merge it (s.merge()), delete it (s.delete_adapter(name)), or start a new session."
             )
         previous = model.active_adapter
         try:
@@ -209,7 +214,7 @@ def set_active(model: nn.Module, name: str, freeze_log) -> list[str]:
 
 def set_enabled(model: nn.Module, enabled: bool) -> None:
     require_peft(model, "enable or disable adapters")
-    if method_of(model, model.active_adapter) not in MERGEABLE:
+    if not _mergeable(method_of(model, model.active_adapter)):
         raise AdapterError(
             "Soft-prompt adapters cannot be switched off in place; use `with s.adapters_disabled(): ...` to run "
             "the base model for a block of code."
@@ -227,19 +232,49 @@ def disabled(model: nn.Module):
         yield
 
 
+def _settle_trained_copies(model: nn.Module, active: str) -> None:
+    """Put each trained head copy (peft's ``modules_to_save``) in place of its wrapper before merging.
+
+    peft's generic unload (VeRA, LoHa, LoKr, ...) assumes every wrapped module has a ``weight`` and fails on a
+    container such as BERT's pooler; LoRA's own unload does this same replacement.
+    """
+    for name, module in list(model.named_modules()):
+        copies = getattr(module, "modules_to_save", None)
+        if name and hasattr(module, "original_module") and copies is not None and active in copies:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, copies[active])
+
+
 def merge(model: nn.Module) -> tuple[nn.Module, list[str]]:
     """Fold the active LoRA/IA3 adapter into the base weights; return (plain model, notes)."""
     require_peft(model, "merge")
     active = model.active_adapter
     method = method_of(model, active)
-    if method not in MERGEABLE:
+    if not _mergeable(method):
         raise AdapterError(
             f"Adapter {active!r} is {method} tuning: its virtual tokens are extra inputs, not a weight change, so "
             "there is nothing to merge. Save it with s.save(folder) and load it with peft or nbtune.load(folder)."
         )
     others = [n for n in model.peft_config if n != active]
+    _settle_trained_copies(model, active)
     merged = model.merge_and_unload(adapter_names=[active])
     notes = [f"merged adapter {active!r} ({method}) into the base weights"]
     if others:
         notes.append(f"dropped the other adapters {others}: merge keeps only the active one")
     return merged, notes
+
+
+def delete(model: nn.Module, name: str) -> tuple[nn.Module, list[str]]:
+    """Remove adapter ``name``; removing the last one returns the plain base model (peft's layers stripped)."""
+    require_peft(model, "delete an adapter")
+    if name not in model.peft_config:
+        raise AdapterError(f"No adapter named {name!r}; adapters: {list(model.peft_config)}.")
+    others = [n for n in model.peft_config if n != name]
+    if not others:
+        base = model.get_base_model()
+        _strip_peft_layers(base)  # back to the original layers and head (peft's generic unload fails on poolers)
+        return base, [f"deleted adapter {name!r}; the session holds the base model again"]
+    if model.active_adapter == name:
+        model.set_adapter(others[0])
+    model.delete_adapter(name)
+    return model, [f"deleted adapter {name!r}; active adapter: {model.active_adapter!r}"]

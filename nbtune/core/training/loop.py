@@ -25,6 +25,7 @@ from .config import TrainConfig, TrainConfigError
 from .data import DataError, Features, load_table, make_loader
 from .events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
 from .optim import build_optimizer, build_scheduler, param_groups, signature
+from .precision import resolve_precision
 from .result import RunResult
 
 
@@ -71,10 +72,7 @@ def get_accelerator(precision: str):
     if precision == "auto":
         if _ACCELERATOR is not None:
             return _ACCELERATOR
-        if torch.cuda.is_available():
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "no"
+        precision = resolve_precision("auto")
     if _ACCELERATOR is None:
         # split_batches: with N processes each takes 1/N of every batch, so the global batch is the recipe's
         # batch_size whatever N is. cpu=True on CPU-only machines lets a gloo launch (torchrun,
@@ -104,6 +102,11 @@ class _LocalRuntime:
 def eval_runtime(model):
     """The Accelerator if training already made one, else the model's own device."""
     return _ACCELERATOR if _ACCELERATOR is not None else _LocalRuntime(next(model.parameters()).device)
+
+
+# fp16 loss scaling halves the scale at each overflow; this many skipped steps in a row (scale / 2**20) means the
+# gradients overflow at any scale, i.e. a real fault rather than the scaler calibrating.
+MAX_SKIPPED_FP16_STEPS = 20
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -297,6 +300,7 @@ class _Run:
         self.last_eval_step = -1
         self.last_checkpoint: str | None = None
         self.messages: list[str] = []
+        self.skipped_steps = 0  # consecutive fp16 steps the loss scaler skipped
 
     def emit(self, event) -> None:
         for listener in self.listeners:
@@ -314,19 +318,48 @@ class _Run:
         per = size // n
         return {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
 
-    def _forward_backward(self, batches, n_examples) -> float:
-        total = 0.0
+    def _forward_backward(self, batches, n_examples) -> torch.Tensor:
+        """The step's weighted mean loss as a device tensor: no host sync here (a sync per micro-batch stalls a GPU
+        that could already queue the next kernels); ``optimizer_step`` reads loss and norm in one transfer."""
+        total = torch.zeros((), device=self.accelerator.device)
         for batch in batches:
             for chunk in _split(batch, self.position.splits):
-                chunk = {k: v.to(self.accelerator.device) for k, v in chunk.items()}
+                chunk = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in chunk.items()}
                 with self.accelerator.autocast():
                     loss = self.handler.forward(self.model, chunk).loss
-                if not torch.isfinite(loss):
-                    return float("nan") if torch.isnan(loss) else float(loss)
                 weight = self.handler.batch_size_of(chunk) / n_examples
+                # backward on a non-finite loss only makes non-finite gradients, which are never applied below
                 self.accelerator.backward(loss * weight)
-                total += float(loss.detach()) * weight
+                total += loss.detach().float() * weight
         return total
+
+    def _try_step(self, batches, n_examples) -> tuple[float, float | None]:
+        loss_t = self._forward_backward(batches, n_examples)
+        norm_t = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
+        if norm_t is None:  # some accelerate back-ends (DeepSpeed) clip inside their own step
+            loss, norm = float(loss_t), None
+        else:
+            loss, norm = torch.stack([loss_t, norm_t.detach().float().to(loss_t.device)]).tolist()
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss, None
+        if norm is not None and not math.isfinite(norm):
+            if self.accelerator.scaler is None:  # fp32/bf16: a real overflow; stop on the last good weights
+                self.optimizer.zero_grad(set_to_none=True)
+                return loss, norm
+            # fp16: the loss scale was too high for this batch. The scaler skips the update and lowers the scale;
+            # that is routine in the first steps, not a fault. The step counts, the weights stay unchanged.
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            if self.skipped_steps >= MAX_SKIPPED_FP16_STEPS:
+                return loss, norm  # the scale keeps collapsing: report the overflow (NanGuard stops the run)
+            return loss, None
+        self.skipped_steps = 0
+        self.optimizer.step()
+        self.state.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss, norm
 
     def optimizer_step(self, batches) -> tuple[float, float | None]:
         """Forward/backward over the step's batches, clip, update. Non-finite values never update the weights."""
@@ -335,38 +368,28 @@ class _Run:
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (reported, not the next one)
         while True:
             try:
-                loss = self._forward_backward(batches, n_examples)
-                if not math.isfinite(loss):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    return loss, None
-                norm = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
-                norm = float(norm) if norm is not None else None
-                if norm is not None and not math.isfinite(norm):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    return loss, norm
-                self.optimizer.step()
-                self.state.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                return loss, norm
-            except Exception as exc:  # out of memory: free it, then maybe retry with smaller micro-batches
+                return self._try_step(batches, n_examples)
+            except Exception as exc:
                 if not _is_oom(exc):
                     raise
-                self.optimizer.zero_grad(set_to_none=True)
-                _free_memory()
-                micro = math.ceil(max(self.handler.batch_size_of(b) for b in batches) / self.position.splits)
-                if not self.cfg.auto_batch or micro <= 1:
-                    raise TrainingError(
-                        f"Out of memory at step {self.state.global_step + 1} with micro-batches of {micro} examples. "
-                        "Memory was freed and the weights are those of the last completed step. Lower batch_size "
-                        "and raise grad_accum (same effective batch), lower max_length, freeze more or use LoRA, "
-                        "or pass auto_batch=True to halve the micro-batch automatically."
-                    ) from None
-                self.position.splits *= 2
-                self.messages.append(
-                    f"out of memory at step {self.state.global_step + 1}: micro-batch halved to "
-                    f"{math.ceil(micro / 2)} examples, accumulating {self.position.splits}x per batch "
-                    "(same effective batch)"
+            # Out of memory. Handled here, after the except block: while the exception lives, its traceback keeps
+            # the failed step's activations alive, so memory could not be freed inside the block.
+            self.optimizer.zero_grad(set_to_none=True)
+            _free_memory()
+            micro = math.ceil(max(self.handler.batch_size_of(b) for b in batches) / self.position.splits)
+            if not self.cfg.auto_batch or micro <= 1:
+                raise TrainingError(
+                    f"Out of memory at step {self.state.global_step + 1} with micro-batches of {micro} examples. "
+                    "Memory was freed and the weights are those of the last completed step. Lower batch_size "
+                    "and raise grad_accum (same effective batch), lower max_length, freeze more or use LoRA, "
+                    "or pass auto_batch=True to halve the micro-batch automatically."
                 )
+            self.position.splits *= 2
+            self.messages.append(
+                f"out of memory at step {self.state.global_step + 1}: micro-batch halved to "
+                f"{math.ceil(micro / 2)} examples, accumulating {self.position.splits}x per batch "
+                "(same effective batch)"
+            )
 
     # -- evaluation and checkpoints -----------------------------------------------------------------
     def evaluate(self) -> None:
@@ -469,6 +492,10 @@ class _Run:
                                  "train(..., resume=True) continues this run where it stopped")
         finally:
             self.session.eval_mode()
+            # accelerate keeps every prepared optimizer (and model) in lists of its own: release them, or each
+            # train() call would keep its optimizer state (and a replaced model) alive, and fp16 would unscale a
+            # re-used optimizer twice in the next run. Our TrainingState holds what the next run needs.
+            self.accelerator.free_memory()
         elapsed = time.perf_counter() - t_start
         return RunResult(
             history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,

@@ -1,0 +1,78 @@
+"""Checks and pieces that several method files share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ...architecture import head_module_names, unwrap
+from ...errors import AdapterError
+from ..registry import Field
+
+# nbtune task -> peft TaskType (prompt methods need it to place virtual tokens; others use it for the head).
+PEFT_TASK_TYPES = {
+    "text-classification": "SEQ_CLS",
+    "token-classification": "TOKEN_CLS",
+    "question-answering": "QUESTION_ANS",
+    "causal-lm": "CAUSAL_LM",
+    "seq2seq": "SEQ_2_SEQ_LM",
+}
+# Tasks whose head is new for the task and must be trained and saved with the adapter.
+HEAD_TRAINED_TASKS = ("text-classification", "token-classification", "question-answering", None)
+
+TARGETS = Field("targets", "targets", "qkv", "'qkv', 'all-linear', short names ['query', 'value'] or selectors")
+
+
+def positive_int(value, what: str, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise AdapterError(f"{what} must be a positive integer; got {value!r}. {fix}")
+    return value
+
+
+def probability(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise AdapterError(f"{what} must be in [0, 1); got {value!r}.")
+    return float(value)
+
+
+def modules_to_save(model: nn.Module, task: str | None) -> list[str] | None:
+    """The head, relative to the unwrapped model, when the task trains a fresh head."""
+    if task not in HEAD_TRAINED_TASKS:
+        return None
+    inner, _ = unwrap(model)
+    heads = head_module_names(inner)
+    return heads or None
+
+
+def task_type(task: str | None, method: str, soft_prompt: bool = False) -> str | None:
+    found = PEFT_TASK_TYPES.get(task)
+    if found is None and soft_prompt:
+        supported = ", ".join(PEFT_TASK_TYPES)
+        raise AdapterError(
+            f"{method} needs a task peft knows how to prepend virtual tokens for ({supported}); this session's "
+            f"task is {task!r}. Load the model with one of those tasks, or use LoRA/IA3."
+        )
+    return found
+
+
+def require_embeddings(model: nn.Module, method: str) -> nn.Module:
+    inner, _ = unwrap(model)
+    get = getattr(inner, "get_input_embeddings", None)
+    emb = None
+    if callable(get):
+        try:
+            emb = get()
+        except NotImplementedError:
+            emb = None
+    if not isinstance(emb, nn.Embedding):
+        raise AdapterError(
+            f"{method} prepends trainable vectors to the input embeddings, and {type(inner).__name__} has no "
+            "input embedding layer (get_input_embeddings). Use LoRA or IA3 on this model instead."
+        )
+    return emb
+
+
+def targets_setting(targets: Any) -> Any:
+    """Targets as they are recorded (and exported): a string stays, a list becomes a plain list."""
+    return targets if isinstance(targets, str) or targets is None else list(targets)

@@ -1,0 +1,98 @@
+"""The task registry: each task is one class in its own file of this package, registered with ``@register_task``.
+
+A task class carries everything about its task: names and aliases, the transformers auto class, whether it is
+labelled and gets a new head, its peft task type, its data columns with their default names, and the hooks that
+prepare, collate, score and predict (``base.TaskHandler``). Loading, adapters, recipes and the training loop read
+it from here, so adding a task is adding a file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
+from ..errors import TaskError, close_matches
+
+if TYPE_CHECKING:
+    from .base import TaskHandler
+
+_TASKS: dict[str, type[TaskHandler]] = {}
+_NOT_TASK_MODULES = {"base", "registry", "handlers"}
+
+
+def register_task(cls: type[TaskHandler]) -> type[TaskHandler]:
+    """Class decorator: add a task class to the registry under its ``name``."""
+    if not cls.name or cls.name in _TASKS and _TASKS[cls.name] is not cls:
+        raise ValueError(f"Task class {cls.__name__} needs a unique name; got {cls.name!r}.")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    """Import every task file of this package once (each registers its class)."""
+    package = __name__.rpartition(".")[0]
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if module.name not in _NOT_TASK_MODULES and not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
+
+
+def all_tasks() -> list[type[TaskHandler]]:
+    if not _TASKS:
+        _ensure_loaded()
+    return list(_TASKS.values())
+
+
+def task_names() -> list[str]:
+    return [t.name for t in all_tasks()]
+
+
+def get_task(name: str) -> type[TaskHandler]:
+    """The task class for ``name`` (aliases accepted: ``ner``, ``qa``, ``summarization``...), or a TaskError listing
+    the known tasks."""
+    key = str(name).strip().lower().replace("_", "-")
+    for task in all_tasks():
+        if key == task.name or key in task.aliases:
+            return task
+    names = task_names()
+    hint = close_matches(key, names + [a for t in all_tasks() for a in t.aliases], n=1)
+    raise TaskError(f"Unknown task {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f". Known tasks: {', '.join(names)}.")
+
+
+def task_from_class_name(class_name: str) -> str | None:
+    """Infer a task from a model class name such as ``BertForSequenceClassification`` (the longest matching class
+    suffix wins: ``ForConditionalGeneration`` before ``LMHeadModel``)."""
+    matches = [(len(suffix), task.name) for task in all_tasks() for suffix in task.class_suffixes
+               if class_name.endswith(suffix)]
+    return max(matches)[1] if matches else None
+
+
+def auto_class(task: type[TaskHandler]):
+    """The transformers auto class for a task (imported lazily: transformers is slow to import)."""
+    import transformers
+
+    if task.auto_class is None:
+        raise TaskError(f"Task {task.name!r} has no transformers auto class; load a model object for it.")
+    return getattr(transformers, task.auto_class)
+
+
+def supported_tasks(config) -> list[str]:
+    """Tasks for which transformers has a model class for this config type."""
+    out = []
+    for task in all_tasks():
+        try:
+            auto_class(task)._model_mapping[type(config)]
+        except (KeyError, ValueError, TaskError):
+            continue
+        out.append(task.name)
+    return out
+
+
+def data_roles(task: str | None = None) -> list[str]:
+    """Column roles a task reads (``text``, ``label``, ``tokens``, ``source``...); all tasks' when ``task`` is None."""
+    tasks = [get_task(task)] if task else all_tasks()
+    seen: dict[str, None] = {}
+    for t in tasks:
+        seen.update(dict.fromkeys(t.columns))
+    return list(seen)
