@@ -29,6 +29,7 @@ def measure(model: str, method: str, batch: int, seq_len: int, precision: str, c
     import torch
 
     import nbtune
+
     from gpu_helpers import gsm8k, minilm_path, smollm2_path, sst2
 
     gc.collect()

@@ -42,8 +42,7 @@ def hand_loop(lora: bool) -> dict:
     """The loop people write by hand: tokenize, shuffle, pad each batch to its longest, AdamW, linear decay.
     With LoRA it trains the same parameters as nbtune: adapters plus the classifier and the pooler that feeds it."""
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              get_scheduler)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, get_scheduler
 
     import nbtune
 

@@ -5,15 +5,63 @@
     s.layers(); s.freeze("all"); s.unfreeze("head"); s.summary()
 """
 
-__version__ = "0.1.0"
+import sys
 
-from .core import (  # noqa: E402
-    AdapterError, AdapterInfo, FreezeReport, HeadChange, HeadError, LayerTree, LoraTargets, MemoryEstimate,
-    MetaModelError, ModelLoadError, ModelSource, ModuleInfo, NbtuneError, ParamCounts, SaveError, SaveReport,
-    Selection, SelectorError, Session, Summary, TaskError, load,
+from .core import (
+    AdapterError,
+    AdapterInfo,
+    CallbackError,
+    CheckpointError,
+    DataError,
+    FreezeReport,
+    HeadChange,
+    HeadError,
+    LayerTree,
+    LoraTargets,
+    MagicUsageError,
+    MemoryEstimate,
+    MetaModelError,
+    ModelLoadError,
+    ModelSource,
+    ModuleInfo,
+    NbtuneError,
+    OutOfMemoryError,
+    ParamCounts,
+    RecipeError,
+    SaveError,
+    SaveReport,
+    Selection,
+    SelectorError,
+    Session,
+    Summary,
+    TaskError,
+    TrainConfigError,
+    TrainingError,
+    load,
 )
-from .core.defaults import default_model_path  # noqa: E402
-from .core.recipe import RecipeResult, run_recipe as finetune  # noqa: E402
+from .core.defaults import default_model_path
+from .core.recipe import RecipeResult
+from .core.recipe import run_recipe as finetune
+from .core.training.progress import register_view
+from .core.version import __version__
+
+
+def _notebook_dashboard(title: str):
+    from .ui.dashboard import TrainingDashboard
+
+    return TrainingDashboard(title=title)
+
+
+def _in_notebook_kernel() -> bool:
+    if "ipykernel" not in sys.modules:  # not a kernel: nothing to import to find that out
+        return False
+    from .ui.env import kernel_shell
+
+    return kernel_shell() is not None
+
+
+# The notebook layer offers its dashboard to the core's progress="auto" (the core itself imports no UI).
+register_view("notebook", _notebook_dashboard, _in_notebook_kernel)
 
 
 def load_ipython_extension(ipython) -> None:
@@ -22,9 +70,41 @@ def load_ipython_extension(ipython) -> None:
 
     register(ipython)
 
+
 __all__ = [
-    "AdapterError", "AdapterInfo", "FreezeReport", "HeadChange", "HeadError", "LayerTree", "LoraTargets",
-    "MemoryEstimate", "MetaModelError", "ModelLoadError", "ModelSource", "ModuleInfo", "NbtuneError", "ParamCounts",
-    "SaveError", "SaveReport", "Selection", "SelectorError", "Session", "Summary", "TaskError", "__version__",
-    "RecipeResult", "default_model_path", "finetune", "load", "load_ipython_extension",
+    "AdapterError",
+    "AdapterInfo",
+    "CallbackError",
+    "CheckpointError",
+    "DataError",
+    "FreezeReport",
+    "HeadChange",
+    "HeadError",
+    "LayerTree",
+    "LoraTargets",
+    "MagicUsageError",
+    "MemoryEstimate",
+    "MetaModelError",
+    "ModelLoadError",
+    "ModelSource",
+    "ModuleInfo",
+    "NbtuneError",
+    "OutOfMemoryError",
+    "ParamCounts",
+    "RecipeError",
+    "RecipeResult",
+    "SaveError",
+    "SaveReport",
+    "Selection",
+    "SelectorError",
+    "Session",
+    "Summary",
+    "TaskError",
+    "TrainConfigError",
+    "TrainingError",
+    "__version__",
+    "default_model_path",
+    "finetune",
+    "load",
+    "load_ipython_extension",
 ]

@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import nbtune  # noqa: E402
-from gpu_helpers import gsm8k, minilm_path, smollm2_path, sst2  # noqa: E402
 from nbtune.core.training.events import FitStarted  # noqa: E402
+
+from gpu_helpers import gsm8k, minilm_path, smollm2_path, sst2  # noqa: E402
 
 
 def run(session, data, eval_data, **settings) -> dict:

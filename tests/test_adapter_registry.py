@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import nbtune
-from adapter_helpers import batch_for, changed, optimise, snapshot
 from nbtune import AdapterError
 from nbtune.core.adapters import AdapterMethod, Field, all_methods, get_method, method_names, register_method
 from nbtune.core.adapters.registry import _REGISTRY
 from nbtune.core.architecture import is_adapter_param
+
+from adapter_helpers import batch_for, changed, optimise, snapshot
 
 NEW = {"vera": {"r": 16}, "loha": {"r": 4}, "lokr": {"r": 4}}
 

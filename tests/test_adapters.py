@@ -10,6 +10,7 @@ from torch import nn
 
 import nbtune
 from nbtune import AdapterError
+
 from adapter_helpers import batch_for, changed, optimise, snapshot
 
 TASK = {"bert": "text-classification", "gpt2": "causal-lm", "llama": "causal-lm", "t5": "seq2seq"}

@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 
 import nbtune
 from nbtune.core.recipe import RecipeError, build_session, read_recipe
-from test_training import toy_rows
+
 from tiny_models import tiny_config
+from training_helpers import toy_rows
 
 PY = sys.executable
 TESTS = Path(__file__).resolve().parent
@@ -146,7 +147,7 @@ NOTEBOOK_LAUNCHER = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {tests!r})
     import nbtune
-    from test_training import toy_rows
+    from training_helpers import toy_rows
     s = nbtune.load({model!r}, task="text-classification", num_labels=2)
     before = s.model.classifier.weight.detach().clone()
     run = s.train(toy_rows(64), processes=2, epochs=1, lr=5e-3, batch_size=8, log=False)

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import nbtune
-from gpu_helpers import gsm8k, minilm_path, smollm2_path, sst2
 from nbtune.core.training.loop import TrainingError
+
+from gpu_helpers import gsm8k, minilm_path, smollm2_path, sst2
 
 pytestmark = pytest.mark.gpu
 WORKER = Path(__file__).with_name("gpu_precision_worker.py")

@@ -9,7 +9,8 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 import nbtune
-from test_training import toy_rows
+
+from training_helpers import toy_rows
 
 
 @pytest.fixture

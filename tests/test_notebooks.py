@@ -71,11 +71,11 @@ SETUP = """
 import sys, time
 sys.path.insert(0, {tests!r})
 import nbtune
-from test_training import toy_rows
+from training_helpers import toy_rows
 from nbtune.ui import TrainingDashboard
 from nbtune.core.training.events import FitStarted, StepEnded
 s = nbtune.load({model!r}, task="text-classification", num_labels=2)
-dash = TrainingDashboard(s.history.rows, title="kernel test")
+dash = TrainingDashboard(title="kernel test")
 def pace(event, control):
     if isinstance(event, FitStarted):
         print("STOP_BUTTON", dash.widgets["stop"].model_id, flush=True)
@@ -114,3 +114,20 @@ def test_interrupt_kernel_is_a_clean_stop(kernel, tiny_dirs):
     resumed = _run(kc, "r = s.train(toy_rows(1600), resume=True, epochs=1, batch_size=8, log=False); "
                        "print(r.reason, s.training.global_step)")
     assert resumed.split() == ["completed", "200"]
+
+
+def test_python_api_train_shows_the_dashboard_in_a_kernel(kernel, tiny_dirs):
+    """progress="auto": s.train() from plain Python in a notebook kernel gets the live dashboard, whose final
+    static picture (PNG + HTML) replaces it when the run ends; outside a kernel the same call prints text."""
+    km, kc = kernel
+    _run(kc, f"import sys; sys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
+             f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)")
+    shown = []
+    reply = kc.execute_interactive("run = s.train(toy_rows(32), epochs=1, batch_size=8)", timeout=180,
+                                   output_hook=lambda m: shown.append(m))
+    assert reply["content"]["status"] == "ok"
+    kinds = [m["msg_type"] for m in shown]
+    assert "display_data" in kinds and "update_display_data" in kinds
+    final = [m for m in shown if m["msg_type"] == "update_display_data"][-1]["content"]["data"]
+    assert "nbtune-dashboard" in final["text/html"] and final["image/png"]
+    assert not any(m["msg_type"] == "stream" and "step 4" in m["content"].get("text", "") for m in shown)

@@ -13,6 +13,7 @@ from nbtune.core.tasks.seq2seq import text_scores
 from nbtune.core.tasks.token_classification import entity_scores
 from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.data import DataError, read_conll
+
 from tiny_models import DATA
 
 FAST = dict(batch_size=8, log=False)
@@ -283,3 +284,47 @@ def test_intermediate_task_then_target_task(tiny):
     assert all(torch.equal(s.model.bert.state_dict()[k], v) for k, v in encoder.items())
     s.train([{"text": f"x {i}", "label": i % 3} for i in range(12)], epochs=1, **FAST)
     assert s.model.classifier.out_features == 3
+
+
+@pytest.mark.parametrize("task, columns", [
+    ("token-classification", {"tokens": "words", "tags": "ner"}),
+    ("seq2seq", {"source": "article", "target": "tldr"}),
+    ("question-answering", {"question": "q", "context": "passage", "answers": "a"}),
+    ("causal-lm", {"prompt": "instruction", "response": "output"}),
+    (None, {"tokens": "words", "text": "sentence"}),
+])
+def test_recipes_accept_every_tasks_columns(task, columns):
+    from nbtune.core.recipe import RecipeError, parse_recipe
+
+    recipe = parse_recipe({"model": "m", **({"task": task} if task else {}), "data": {"train": "t.csv", **columns}})
+    assert recipe.data == {"train": "t.csv", **columns}
+    if task:
+        with pytest.raises(RecipeError, match="Unknown key 'label'"):
+            parse_recipe({"model": "m", "task": "seq2seq", "data": {"label": "y"}})
+
+
+def test_task_registry_knows_each_task_once_with_its_facts():
+    from nbtune.core.tasks import all_tasks, get_task, task_from_class_name
+
+    names = [t.name for t in all_tasks()]
+    assert names[:2] == ["text-classification", "token-classification"] and len(names) == len(set(names))
+    assert get_task("ner").labelled and get_task("qa").new_head and not get_task("summarization").new_head
+    assert get_task("text-classification").peft_task_type == "SEQ_CLS"
+    assert task_from_class_name("T5ForConditionalGeneration") == "seq2seq"
+    assert task_from_class_name("GPT2LMHeadModel") == "causal-lm"
+    with pytest.raises(nbtune.TaskError, match="did you mean 'seq2seq'"):
+        get_task("seq2sq")
+
+
+def test_predict_is_the_tasks(tiny_dirs, tmp_path):
+    """Token classification predicts a tag per word; language models predict text; tasks without a prediction say
+    what to use instead."""
+    s = nbtune.load(tiny_dirs["bert"], task="token-classification", labels=["O", "B-LOC", "I-LOC"])
+    out = s.predict(["the film was good", ["a", "city"]])
+    assert [len(o["tags"]) for o in out] == [4, 2] and {t for o in out for t in o["tags"]} <= {"O", "B-LOC", "I-LOC"}
+    lm = nbtune.load(tiny_dirs["gpt2"], task="causal-lm")
+    (generated,) = lm.predict("the film")
+    assert isinstance(generated["text"], str)
+    mlm = nbtune.load(tiny_dirs["bert"], task="masked-lm")
+    with pytest.raises(nbtune.TaskError, match="evaluate"):
+        mlm.predict("the film")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pandas as pd
 import pytest
@@ -16,20 +15,7 @@ from nbtune.core.training.data import DataError
 from nbtune.core.training.events import StepEnded
 from nbtune.core.training.loop import TrainingError
 
-POS = ["good", "great", "wonderful", "moving", "funny", "brilliant"]
-NEG = ["bad", "awful", "boring", "dull", "weak", "painful"]
-FILL = ["the film was", "this movie is", "a story that felt", "honestly", "the acting seemed", "overall"]
-
-
-def toy_rows(n: int = 96, seed: int = 0) -> list[dict]:
-    """A learnable sentiment set: the label is whether the sentence has a positive word."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
-        word = rng.choice(POS if label else NEG)
-        rows.append({"sentence": f"{rng.choice(FILL)} {word}", "label": label})
-    return rows
+from training_helpers import NEG, POS, toy_rows
 
 
 @pytest.fixture
@@ -513,3 +499,71 @@ def test_finished_runs_leave_no_optimizer_alive_in_accelerate(bert):
     bert.train(toy_rows(16), **fast(epochs=1))  # a new trainable set: a new optimizer
     gc.collect()
     assert old() is None
+
+
+# -- the run lifecycle: planned before applied, always ended --------------------------------------------
+
+
+def test_an_error_inside_a_run_still_ends_it_for_every_view(bert):
+    from nbtune.core.training.events import FitEnded, Outcome
+
+    seen = []
+
+    def record(event, control):
+        seen.append(event)
+        if isinstance(event, StepEnded) and event.step == 2:
+            raise ValueError("a bug in a callback")
+
+    with pytest.raises(ValueError, match="a bug in a callback"):
+        bert.train(toy_rows(64), callbacks=[record], **fast(epochs=1))
+    assert isinstance(seen[-1], FitEnded) and seen[-1].outcome is Outcome.ERROR
+    assert isinstance(seen[-1].error, ValueError) and seen[-1].step == 2
+    assert len(bert.history.losses()) == 2 and not bert.model.training
+
+
+def test_a_failed_plan_changes_nothing(bert):
+    from nbtune.core.training.loop import get_accelerator
+
+    get_accelerator("no")  # this process trains in fp32; bf16 cannot be switched to without a restart
+    before = dict(bert.model.config.id2label)
+    rows = [{"sentence": r["sentence"], "label": ["neg", "pos"][r["label"]]} for r in toy_rows(16)]
+    with pytest.raises(TrainConfigError, match="precision"):
+        bert.train(rows, precision="bf16", **fast(epochs=1))
+    assert bert.model.config.id2label == before and bert.history.rows == [] and bert.training.position is None
+
+
+def test_a_misspelt_hook_is_refused_before_training(bert):
+    from nbtune.core.training.callbacks import Callback, CallbackError
+
+    class Late(Callback):
+        def on_step_end(self, event, control):  # the hook is on_step_ended
+            control.stop()
+
+    with pytest.raises(CallbackError, match="on_step_end is not a training hook.*did you mean on_step_ended"):
+        bert.train(toy_rows(16), callbacks=[Late()], **fast(epochs=1))
+    assert bert.history.rows == []
+
+
+def test_early_stopping_patience_survives_an_interrupt(tiny_dirs):
+    from nbtune.core.training.events import EvalEnded
+
+    settings = fast(epochs=30, lr=5e-2, early_stopping=2, eval_every=1, seed=1)
+    data = toy_rows(32)
+    ref = _fresh(tiny_dirs)
+    done = ref.train(data, eval=data, **settings)
+    assert done.reason == "early stopping"
+    stop_step = done.global_step
+    evals = [r for r in ref.history.evals()]
+    # interrupt right after the evaluation that made patience 1 of 2
+    bad_at = next(e["step"] for i, e in enumerate(evals[1:], 1)
+                  if e["eval_accuracy"] <= max(x["eval_accuracy"] for x in evals[:i]))
+
+    def interrupt(event, control):
+        if isinstance(event, EvalEnded) and event.step == bad_at:
+            raise KeyboardInterrupt
+
+    s = _fresh(tiny_dirs)
+    run = s.train(data, eval=data, callbacks=[interrupt], **settings)
+    assert run.reason == "interrupted" and s.training.position.callbacks["EarlyStopping"]["bad"] >= 1
+    resumed = s.train(data, eval=data, resume=True, **settings)
+    assert resumed.reason == "early stopping" and resumed.global_step == stop_step

@@ -8,7 +8,8 @@ import torch
 import nbtune
 from nbtune.core.training.events import StepEnded
 from nbtune.ui import AdapterPanel, LayerFreezer, TrainingDashboard
-from test_training import toy_rows
+
+from training_helpers import toy_rows
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_dashboard_stop_and_static_output(bert, monkeypatch):
     import nbtune.ui.dashboard as dash_mod
 
     monkeypatch.setattr(dash_mod, "kernel_shell", lambda: object())  # pretend a widget frontend
-    dash = TrainingDashboard(bert.history.rows, title="test")
+    dash = TrainingDashboard(title="test")
     clicks = {"n": 0}
 
     def click_at_step_3(event, control):
@@ -126,7 +127,7 @@ def test_dashboard_stop_and_static_output(bert, monkeypatch):
 
 
 def test_dashboard_text_mode_outside_a_kernel(bert, capsys):
-    dash = TrainingDashboard(bert.history.rows, title="plain")
+    dash = TrainingDashboard(title="plain")
     bert.train(toy_rows(32), callbacks=[dash], epochs=1, batch_size=8, log=False)
     out = capsys.readouterr().out
     assert "plain: 4 steps" in out and "step 4/4" in out and "completed at step 4" in out
@@ -139,3 +140,41 @@ def test_tree_follows_a_new_model_object(bert):
     assert w.summary.value == bert.summary()._repr_html_()
     lora = w.row("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A")
     assert lora.checkbox.value is True
+
+
+def test_dropped_widgets_are_not_kept_alive_by_the_session(bert):
+    import gc
+    import weakref
+
+    import ipywidgets
+
+    freezer = LayerFreezer(bert)
+    gone = weakref.ref(freezer)
+    ipywidgets.Widget.close_all()  # its output is gone (cleared, replaced): only the session could still hold it
+    del freezer
+    gc.collect()
+    assert gone() is None
+    bert.freeze("all")  # and the change notifies nobody dead
+    assert len(bert._listeners) == 0
+    calls = []
+    bert.add_listener(lambda change: calls.append(change))  # a plain function is kept: nothing else holds it
+    bert.unfreeze("head")
+    assert calls == ["freeze"] and calls[0] is nbtune.core.changes.Change.FREEZE
+
+
+def test_dashboard_redraws_the_whole_curve_of_a_resumed_run(tiny_dirs, tmp_path):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    s.train(toy_rows(64), epochs=1, lr=5e-3, batch_size=8, checkpoint_dir=str(tmp_path), save_every=4, log=False,
+            callbacks=[_interrupt_at(6)])
+    again = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    dash = TrainingDashboard(title="resumed")
+    again.train(toy_rows(64), epochs=1, lr=5e-3, batch_size=8, checkpoint_dir=str(tmp_path), resume=str(tmp_path),
+                log=False, callbacks=[dash])
+    assert [r["step"] for r in dash.rows if "loss" in r] == list(range(1, 9))  # 4 restored + 4 new steps
+
+
+def _interrupt_at(step):
+    def callback(event, control):
+        if isinstance(event, StepEnded) and event.step == step:
+            raise KeyboardInterrupt
+    return callback

@@ -45,6 +45,38 @@ class MetaModelError(NbtuneError):
     """An operation needs real weights but the model was built on the meta device."""
 
 
+class RecipeError(NbtuneError):
+    """A recipe that cannot be used as written."""
+
+
+class TrainConfigError(NbtuneError):
+    """A training setting is out of range or of the wrong kind."""
+
+
+class TrainingError(NbtuneError):
+    """Training cannot start or go on (nothing to train, out of memory, mismatched checkpoint)."""
+
+
+class DataError(NbtuneError):
+    """Training or evaluation data that cannot be used as given."""
+
+
+class CallbackError(NbtuneError):
+    """A callback that cannot work as written (a misspelt hook)."""
+
+
+class CheckpointError(NbtuneError):
+    """A checkpoint folder is missing, incomplete or does not fit the session."""
+
+
+class MagicUsageError(NbtuneError):
+    """A ``%nbtune`` line that cannot be understood."""
+
+
+class OutOfMemoryError(TrainingError):
+    """The device ran out of memory and the micro-batch could not (or may not) be halved further."""
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates most similar to ``word`` (best first), for "did you mean" hints.
 

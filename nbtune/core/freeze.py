@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .architecture import (
-    block_lists, embedding_module_names, head_module_names, is_adapter_param, is_shadow_param, modules_after,
+    block_lists,
+    embedding_module_names,
+    head_module_names,
+    is_adapter_param,
+    is_shadow_param,
+    modules_after,
     qkv_module_names,
 )
 from .errors import SelectorError, close_matches

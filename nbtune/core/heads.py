@@ -11,8 +11,6 @@ from .architecture import is_linear_like, task_head_names
 from .errors import HeadError
 from .tasks import check_labels, label_config
 
-_LABELLED_TASKS = ("text-classification", "token-classification")
-
 
 @dataclass
 class HeadChange:
@@ -26,6 +24,12 @@ class HeadChange:
     def __repr__(self) -> str:
         return (f"HeadChange({self.name}: {list(self.old_shape)} -> {list(self.new_shape)} fresh weights, "
                 f"labels={self.labels})")
+
+
+def _labelled(task: str | None) -> bool:
+    from .tasks import get_task
+
+    return task is not None and get_task(task).labelled
 
 
 def _init_linear(linear: nn.Module, std: float | None) -> None:
@@ -49,7 +53,7 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
     """
     num_labels, labels = check_labels(num_labels, labels, HeadError)
     if num_labels is not None:
-        if task is not None and task not in _LABELLED_TASKS:
+        if task is not None and not _labelled(task):
             raise HeadError(f"A {task} head is sized by its vocabulary or spans, not num_labels; "
                             "call reset_head() without num_labels to re-initialise it.")
     heads = task_head_names(model)
@@ -87,9 +91,9 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
         if config is not None and out_new == out_old and getattr(config, "id2label", None)
         else [f"LABEL_{i}" for i in range(out_new)]
     )
-    if config is not None and task in _LABELLED_TASKS:
+    if config is not None and _labelled(task):
         for key, value in label_config(task, out_new, names).items():
             setattr(config, key, value)
     if hasattr(model, "num_labels"):
         model.num_labels = out_new
-    return HeadChange(last_name, old_shape, tuple(new.weight.shape), names if task in _LABELLED_TASKS else [])
+    return HeadChange(last_name, old_shape, tuple(new.weight.shape), names if _labelled(task) else [])

@@ -19,9 +19,8 @@ from torch import nn
 
 from . import persist
 from .errors import ModelLoadError, TaskError
-from .tasks import (
-    TaskSpec, auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name,
-)
+from .tasks import auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name
+from .tasks.base import TaskHandler
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -132,7 +131,7 @@ def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_c
         raise ModelLoadError(f"Could not read the model config in {location}: {exc}") from None
 
 
-def _resolve_task(task: str | None, config, location: str, kind: str) -> TaskSpec:
+def resolve_task(task: str | None, config, location: str, kind: str) -> type[TaskHandler]:
     if task is None:
         for arch in getattr(config, "architectures", None) or []:
             inferred = task_from_class_name(arch)
@@ -157,11 +156,11 @@ def _resolve_task(task: str | None, config, location: str, kind: str) -> TaskSpe
     return spec
 
 
-def _label_settings(spec: TaskSpec, num_labels: int | None, labels) -> dict[str, Any]:
+def label_settings(spec: type[TaskHandler], num_labels: int | None, labels) -> dict[str, Any]:
     """Config overrides for the head size and label names."""
     if labels is None and num_labels is None:
         return {}
-    if not spec.has_labels:
+    if not spec.labelled:
         raise TaskError(f"num_labels/labels apply to classification tasks, not {spec.name}.")
     num_labels, labels = check_labels(num_labels, labels)
     return label_config(spec.name, num_labels, labels)
@@ -302,8 +301,8 @@ def _load_model(
     kind, location, gguf_file = _locate(source, gguf_file)
     torch_dtype = _dtype(dtype)
     config = _load_config(kind, location, gguf_file, trust_remote_code, revision)
-    spec = _resolve_task(task, config, location, kind)
-    for key, value in _label_settings(spec, num_labels, labels).items():
+    spec = resolve_task(task, config, location, kind)
+    for key, value in label_settings(spec, num_labels, labels).items():
         setattr(config, key, value)
     cls = auto_class(spec)
     notes = []

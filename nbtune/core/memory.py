@@ -135,7 +135,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``
     overrides it.
     """
-    from .training.precision import compute_dtype as dtype_for, resolve_precision
+    from .training.precision import compute_dtype as dtype_for
+    from .training.precision import resolve_precision
 
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")

@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import NbtuneError, close_matches
+from .errors import RecipeError, close_matches
 
-DATA_KEYS = ("train", "eval", "text", "text_pair", "label", "prompt", "response")
 LOAD_KEYS = ("num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype", "revision")
-
-
-class RecipeError(NbtuneError):
-    """A recipe that cannot be used as written."""
 
 
 @dataclass
@@ -157,7 +152,11 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
     dataspec = data.get("data") or {}
     if not isinstance(dataspec, dict):
         raise RecipeError("data takes a mapping: data: {train: $train_df, eval: $dev_df, text: sentence, label: label}.")
-    _unknown(dataspec, DATA_KEYS, "data")
+    from .tasks import data_roles
+
+    # data names the splits and, per column role of the task (every task's roles when the task is inferred at load),
+    # the column that plays it: text/label, tokens/tags, question/context/answers, source/target, prompt/response...
+    _unknown(dataspec, ("train", "eval", *data_roles(data.get("task"))), "data")
     train = data.get("train") or {}
     if not isinstance(train, dict):
         raise RecipeError("train takes a mapping of settings, e.g. train: {epochs: 1, lr: 5e-5}.")
@@ -245,7 +244,7 @@ class RecipeResult:
 
 
 def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] | None = None, *,
-               dry_run: bool = False, callbacks: Iterable[Callable] = (), log: bool = True,
+               dry_run: bool = False, callbacks: Iterable[Callable] = (), log: bool = True, progress: str = "auto",
                on_session: Callable[[Any], None] | None = None, resume: Any = None,
                train_overrides: dict[str, Any] | None = None) -> RecipeResult:
     """Run a recipe end to end: build the session, evaluate, train, evaluate, save.
@@ -269,7 +268,8 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
         result.before = session.evaluate(eval_data, columns=columns)
     settings = {**recipe.train, **(train_overrides or {})}
     settings.setdefault("columns", columns)
-    result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, resume=resume, **settings)
+    result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, progress=progress,
+                               resume=resume, **settings)
     result.after = dict(result.run.metrics)
     if recipe.save and is_main_process():
         result.saved = session.save(recipe.save)
@@ -278,9 +278,10 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
 
 def is_main_process() -> bool:
     """False in the second and later processes of a multi-process run (only the first writes files)."""
-    from .training import loop
+    from .training.loop import current_accelerator
 
-    return loop._ACCELERATOR is None or loop._ACCELERATOR.is_main_process
+    accelerator = current_accelerator()
+    return accelerator is None or accelerator.is_main_process
 
 
 def references(value: Any) -> list[str]:

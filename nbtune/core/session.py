@@ -13,10 +13,12 @@ from torch import nn
 
 from . import freeze as freeze_mod
 from . import persist
-from .adapters import AdapterInfo, get_method, LoraTargets, adapter_infos, is_peft_model, lora_targets
+from .adapters import AdapterInfo, LoraTargets, adapter_infos, get_method, is_peft_model, lora_targets
 from .adapters import manager as adapter_manager
+from .changes import Change, Listeners
 from .errors import HeadError, MetaModelError
-from .heads import HeadChange, reset_head as _reset_head
+from .heads import HeadChange
+from .heads import reset_head as _reset_head
 from .inspect import LayerTree
 from .loading import ModelSource
 from .memory import estimate_memory
@@ -48,7 +50,7 @@ class Session:
         self.adapter_settings: dict[str, dict[str, Any]] = {}
         # Names of parameters a training run has updated; saved even if frozen afterwards.
         self.trained_params: set[str] = set()
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners = Listeners()
         self._training = None
 
     # -- identity ------------------------------------------------------------------------------
@@ -84,18 +86,16 @@ class Session:
                 f"{c.trainable:,} of {c.total:,} params trainable>")
 
     # -- change notification (widgets stay in sync with code) ----------------------------------
-    def add_listener(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(kind)`` after every change: 'freeze', 'head', 'train', or 'model' (a new model object:
-        an adapter attached or merged, another task). Used by the widgets."""
-        self._listeners.append(callback)
+    def add_listener(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback(change)`` after every change (a ``Change``: FREEZE, HEAD, TRAIN, or MODEL for a new model
+        object). Used by the widgets; a bound method is held weakly (a dropped widget is not kept alive)."""
+        self._listeners.add(callback)
 
-    def remove_listener(self, callback: Callable[[str], None]) -> None:
-        if callback in self._listeners:
-            self._listeners.remove(callback)
+    def remove_listener(self, callback: Callable[[Change], None]) -> None:
+        self._listeners.remove(callback)
 
-    def _changed(self, kind: str) -> None:
-        for callback in list(self._listeners):
-            callback(kind)
+    def _changed(self, change: Change) -> None:
+        self._listeners.notify(change)
 
     # -- inspection ------------------------------------------------------------------------------
     def layers(self, filter: str | None = None, depth: int | None = None, fold: bool | None = None) -> LayerTree:
@@ -126,14 +126,14 @@ class Session:
         """Stop training the parameters the selectors cover (``"all"``, ``"embeddings"``, ``"encoder.layer.[0-3]"``...)."""
         report = freeze_mod.set_trainable(self.model, selectors, trainable=False)
         self.freeze_log.append(("freeze", tuple(selectors)))
-        self._changed("freeze")
+        self._changed(Change.FREEZE)
         return report
 
     def unfreeze(self, *selectors: str) -> freeze_mod.FreezeReport:
         """Train the parameters the selectors cover (``"head"``, ``"qkv"``, ``"top:2"``, ``"bitfit"``...)."""
         report = freeze_mod.set_trainable(self.model, selectors, trainable=True)
         self.freeze_log.append(("unfreeze", tuple(selectors)))
-        self._changed("freeze")
+        self._changed(Change.FREEZE)
         return report
 
     def trainable_parameters(self) -> list[str]:
@@ -147,7 +147,7 @@ class Session:
             raise HeadError("Reset the head before attaching adapters: peft keeps its own copy of the head. "
                             "merge() or start from the base model, reset the head, then attach again.")
         change = _reset_head(self.model, self.task, num_labels=num_labels, labels=labels)
-        self._changed("head")
+        self._changed(Change.HEAD)
         return change
 
     # -- modes ---------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ class Session:
         self.model = model
         self.adapter_settings[name] = {"method": spec.name, **plan.settings}
         self.notes.extend(notes)
-        self._changed("model")
+        self._changed(Change.MODEL)
         return next(a for a in self.adapters if a.name == name)
 
     def delete_adapter(self, name: str) -> list[str]:
@@ -204,7 +204,7 @@ class Session:
         self.model = model
         self.adapter_settings.pop(name, None)
         self.notes.extend(notes)
-        self._changed("model")
+        self._changed(Change.MODEL)
         return notes
 
     def add_lora(self, r: int = 8, alpha: float | None = None, dropout: float = 0.05, targets: Any = "qkv",
@@ -247,17 +247,17 @@ class Session:
     def set_adapter(self, name: str) -> None:
         """Make adapter ``name`` the active (and trained) one."""
         self.notes.extend(adapter_manager.set_active(self.model, name, self.freeze_log))
-        self._changed("model")
+        self._changed(Change.MODEL)
 
     def disable_adapters(self) -> None:
         """Run the base model: LoRA/IA3 layers switched off in place until ``enable_adapters()``."""
         adapter_manager.set_enabled(self.model, False)
-        self._changed("model")
+        self._changed(Change.MODEL)
 
     def enable_adapters(self) -> None:
         """Switch LoRA/IA3 layers back on."""
         adapter_manager.set_enabled(self.model, True)
-        self._changed("model")
+        self._changed(Change.MODEL)
 
     @contextlib.contextmanager
     def adapters_disabled(self):
@@ -272,7 +272,7 @@ class Session:
         self.model = merged
         self.adapter_settings = {}
         self.notes.extend(notes)
-        self._changed("model")
+        self._changed(Change.MODEL)
         return notes
 
     # -- persistence -----------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class Session:
         return self.training.history
 
     def train(self, data: Any, eval: Any = None, *, task: str | None = None, callbacks: Any = (), resume: Any = None,
-              log: bool = True, processes: int | None = None, **settings: Any):
+              progress: str = "auto", log: bool = True, processes: int | None = None, **settings: Any):
         """Fine-tune on ``data`` and return a RunResult (history, metrics, outcome).
 
         Args:
@@ -310,7 +310,9 @@ class Session:
             callbacks: extra listeners ``f(event, control)`` (the notebook dashboard is one).
             resume: ``True`` continues an interrupted run of this session; a folder continues from its newest
                 complete checkpoint (after a kernel restart: set the session up the same way first).
-            log: print progress lines to stdout.
+            progress: ``"auto"`` shows the live dashboard (loss curve, Stop button) in a notebook kernel and text
+                lines elsewhere; ``"notebook"``, ``"text"`` or ``"none"`` choose.
+            log: ``False`` silences all progress output (the same as ``progress="none"``).
             processes: train on this many processes (GPUs, or CPU cores) through accelerate's notebook_launcher;
                 the global batch stays ``batch_size``. Must come before any single-process training in the kernel.
             **settings: any TrainConfig field: epochs, lr, batch_size, grad_accum, warmup, schedule, head_lr,
@@ -326,7 +328,7 @@ class Session:
             from .training.distributed import train_in_processes
 
             result = train_in_processes(self, data, eval, processes, settings, log=log)
-            self._changed("train")
+            self._changed(Change.TRAIN)
             return result
         cfg = TrainConfig.from_kwargs(**settings)
         if task is not None:
@@ -334,8 +336,11 @@ class Session:
 
             if get_task(task).name != self.task:
                 self.switch_task(task)
-        result = fit(self, data, eval, cfg, callbacks=callbacks, resume=resume, log=log)
-        self._changed("train")
+        from .training.progress import progress_views
+
+        views, console = progress_views(progress if log else "none", f"training {self.name}")
+        result = fit(self, data, eval, cfg, callbacks=[*views, *callbacks], resume=resume, log=console)
+        self._changed(Change.TRAIN)
         return result
 
     def evaluate(self, data: Any, batch_size: int = 32, max_length: int | None = 256,
@@ -343,40 +348,27 @@ class Session:
         """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""
         from .tasks.handlers import handler_for
         from .training.config import TrainConfig
-        from .training.loop import _prepare_data, eval_runtime, evaluate_features
+        from .training.loop import eval_runtime, evaluate_features, prepare_data
 
         self.require_weights("evaluate")
         cfg = TrainConfig(batch_size=batch_size, eval_batch_size=batch_size, max_length=max_length,
                           columns=dict(columns or {}))
         handler = handler_for(self)
-        features = _prepare_data(self, handler, data, cfg, None, "evaluation")
+        features = prepare_data(self, handler, data, cfg, None, "evaluation")
         return evaluate_features(self, handler, features, cfg, eval_runtime(self.model))
 
-    def predict(self, texts: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
-        """Labels and scores for texts (a string, a list of strings, or a list of (text, text_pair) pairs)."""
+    def predict(self, inputs: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
+        """The task's predictions, one dict per input: label and scores for classification (texts or
+        (text, text_pair) tuples), a tag per word for token classification (a sentence or a list of words),
+        generated text for language-model tasks."""
         from .tasks.handlers import handler_for
 
         self.require_weights("predict")
-        handler = handler_for(self)
-        if not hasattr(handler, "predict_rows"):
-            raise HeadError(f"predict() returns labels for classification; this session's task is {self.task}.")
-        items = [texts] if isinstance(texts, (str, tuple)) else list(texts)
+        items = [inputs] if isinstance(inputs, (str, tuple)) else list(inputs)
         if not items:
             return []
-        device = next(self.model.parameters()).device
-        out: list[dict[str, Any]] = []
         self.eval_mode()
-        import torch
-
-        with torch.no_grad():
-            for i in range(0, len(items), batch_size):
-                chunk = items[i:i + batch_size]
-                first = [c[0] if isinstance(c, tuple) else c for c in chunk]
-                second = [c[1] for c in chunk] if all(isinstance(c, tuple) for c in chunk) else None
-                enc = self.tokenizer(first, second, padding=True, truncation=True, max_length=max_length,
-                                     return_tensors="pt").to(device)
-                out.extend(handler.predict_rows(self, self.model(**enc).logits))
-        return out
+        return handler_for(self).predict(self, items, batch_size=batch_size, max_length=max_length)
 
     def export(self, path: str, data: dict[str, Any] | None = None, train: dict[str, Any] | None = None):
         """Write this session as a recipe file (model, task, freezing, adapter, training settings); in-memory data
@@ -399,7 +391,7 @@ class Session:
         """
         import copy
 
-        from .loading import _label_settings, _resolve_task
+        from .loading import label_settings, resolve_task
         from .tasks import auto_class
 
         self.require_weights("switch task")
@@ -409,9 +401,9 @@ class Session:
         config = getattr(self.model, "config", None)
         if config is None:
             raise HeadError("switch_task works on transformers models; for a plain nn.Module replace the head yourself.")
-        spec = _resolve_task(task, config, self.name, self.source.kind)
+        spec = resolve_task(task, config, self.name, self.source.kind)
         new_config = copy.deepcopy(config)
-        for key, value in _label_settings(spec, num_labels, labels).items():
+        for key, value in label_settings(spec, num_labels, labels).items():
             setattr(new_config, key, value)
         first = next(self.model.parameters())
         new = auto_class(spec).from_config(new_config).to(device=first.device, dtype=first.dtype)
@@ -426,5 +418,5 @@ class Session:
 
         self._training = TrainingState(history=history, global_step=self.training.global_step)
         self.notes.extend(notes)
-        self._changed("model")  # a new model object: widgets rebuild their tree
+        self._changed(Change.MODEL)  # a new model object: widgets rebuild their tree
         return notes

@@ -11,9 +11,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, Float, Int
 
+from ..core.adapters import get_method, method_names
 from ..core.errors import NbtuneError
 from ..core.loading import load
-from ..core.adapters import get_method, method_names
 from ..core.recipe import run_recipe
 from ..core.session import Session
 from ..core.training.config import TrainConfig
@@ -63,12 +63,10 @@ class NbtuneMagics(Magics):
     def _train_defaults(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
 
-    def _dashboard(self, session: Session, title: str):
-        if not self.widgets:
-            return []
-        from ..ui.dashboard import TrainingDashboard
-
-        return [TrainingDashboard(session.history.rows, title=title)]
+    @property
+    def _progress(self) -> str:
+        """The live dashboard, or text lines with ``%config NbtuneMagics.widgets = False``."""
+        return "notebook" if self.widgets else "text"
 
     # -- %nbtune ---------------------------------------------------------------------------------------
     @no_var_expand  # `$train_df` names a notebook variable; IPython would otherwise paste its text in
@@ -225,8 +223,7 @@ class NbtuneMagics(Magics):
         kwargs = {**self._train_defaults(), **opts}
         if processes and processes != 1:  # several processes cannot draw into this cell's widgets
             return s.train(data, eval=eval_data, processes=processes, log=True, **kwargs)
-        return s.train(data, eval=eval_data, resume=resume, callbacks=self._dashboard(s, f"training {s.name}"),
-                       log=not self.widgets, **kwargs)
+        return s.train(data, eval=eval_data, resume=resume, progress=self._progress, **kwargs)
 
     def _cmd_eval(self, target, rest):
         positional, opts = self._settings(rest)
@@ -276,20 +273,14 @@ class NbtuneMagics(Magics):
 
     def _finetune(self, line: str, cell: str) -> Any:
         args = parse_argstring(self.finetune, line)
-        dashboards = []
 
         def on_session(session):
             name = self.register(session, args.session)
             print(f"session {name!r}: {session.name} ({session.task})")
-            dashboards.extend(self._dashboard(session, f"finetune {session.name}"))
-
-        def relay(event, control):  # the dashboard is created once the session exists
-            for d in dashboards:
-                d(event, control)
 
         recipe = _with_defaults(cell, self._train_defaults())
-        result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, callbacks=[relay],
-                            log=not self.widgets, on_session=on_session)
+        result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, progress=self._progress,
+                            on_session=on_session)
         if args.output:
             self.shell.user_ns[args.output] = result
         if args.dry_run:

@@ -5,38 +5,58 @@ No IPython here, so it is tested as plain functions.
 
 from __future__ import annotations
 
+import csv
 import re
 import shlex
 from typing import Any
 
-from ..core.errors import NbtuneError
+from ..core.errors import MagicUsageError
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-class MagicUsageError(NbtuneError):
-    """A ``%nbtune`` line that cannot be understood."""
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
 
 
 def typed(value: str) -> Any:
-    """'8' -> 8, '5e-4' -> 0.0005, 'true' -> True, '[a, b]' -> ['a', 'b']; other text stays text."""
-    if _NUMBER.match(value):
-        number = float(value)
-        return int(number) if re.fullmatch(r"[+-]?\d+", value) else number
-    import yaml
+    """A setting's text as a value, by fixed rules only: numbers (``8``, ``5e-4``), ``true``/``false``,
+    ``none``, and ``[a, b]`` lists of such values; any other text stays text. (YAML 1.1 would turn ``no`` into
+    False and ``[no, yes]`` into booleans, so a label list such as ``labels=[no,yes]`` could not be written.)"""
+    text = value.strip()
+    if _NUMBER.match(text):
+        number = float(text)
+        return int(number) if re.fullmatch(r"[+-]?\d+", text) else number
+    if text.lower() in _WORDS:
+        return _WORDS[text.lower()]
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        if not inner:
+            return []
+        try:
+            items = next(csv.reader([inner], skipinitialspace=True))
+        except (csv.Error, StopIteration):
+            return value
+        return [typed(item) for item in items]
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return value
 
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-    if isinstance(parsed, list):
-        return [typed(str(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in parsed]
-    return parsed if isinstance(parsed, (bool, list, dict, int, float)) or parsed is None else value
+
+def strip_comment(line: str) -> str:
+    """The line without a trailing ``# comment``: a ``#`` outside quotes at the start or after a space."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
 
 
 def split(line: str) -> list[str]:
+    """Shell-like words of a ``%nbtune`` line (quotes group, a trailing ``# comment`` is ignored)."""
     try:
-        return shlex.split(line)
+        return shlex.split(strip_comment(line))
     except ValueError as exc:
         raise MagicUsageError(f"Cannot split the line into words ({exc}); check the quotes.") from None
 

@@ -12,7 +12,8 @@ import base64
 import time
 from typing import Any
 
-from ..core.training.events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
+from ..core.training.callbacks import History
+from ..core.training.events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from ..render.format import esc, html_table
 from .env import clicks_while_busy, kernel_shell
 from .plot import LossPlot
@@ -26,15 +27,17 @@ def _eta(seconds: float) -> str:
 class TrainingDashboard:
     """A training listener ``(event, control)`` that draws progress and answers the Stop button.
 
+    It holds no reference into the session: the curve is rebuilt from the events (``FitStarted`` brings the rows of
+    earlier runs, so a resumed run redraws the whole curve), through the same ``History`` the session keeps.
+
     Args:
-        history_rows: the session's history rows (all runs), so a resumed run redraws the whole curve.
         redraw_every: minimum seconds between plot redraws.
         poll_every: minimum seconds between processing widget messages (Stop clicks) during training.
     """
 
-    def __init__(self, history_rows: list[dict[str, Any]] | None = None, title: str = "training",
+    def __init__(self, title: str = "training",
                  redraw_every: float = 0.5, poll_every: float = 0.2):
-        self.rows = history_rows if history_rows is not None else []
+        self.history = History()
         self.title, self.redraw_every, self.poll_every = title, redraw_every, poll_every
         self.plot = LossPlot()
         self.widgets: dict[str, Any] = {}
@@ -78,15 +81,22 @@ class TrainingDashboard:
             self.widgets["stop"].disabled = True
 
     # -- listener --------------------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.history.rows
+
     def __call__(self, event: Any, control: Control) -> None:
         if isinstance(event, FitStarted):
+            self.history = History(event.history)
             self._on_fit_started(event)
         elif isinstance(event, StepEnded):
+            self.history(event, control)
             self._on_step(event, control)
         elif isinstance(event, EvalEnded):
+            self.history(event, control)
             self.metrics = dict(event.metrics)
             self._draw(force=True)
-        elif isinstance(event, (FitEnded, FitCancelled)):
+        elif isinstance(event, FitEnded):
             self._on_end(event)
 
     def _on_fit_started(self, event: FitStarted) -> None:
@@ -135,16 +145,16 @@ class TrainingDashboard:
             self.widgets["metrics"].value = html_table(["metric", "value"],
                                                        [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
 
-    def _on_end(self, event: Any) -> None:
-        cancelled = isinstance(event, FitCancelled)
-        reason = "interrupted" if cancelled else event.reason
+    def _on_end(self, event: FitEnded) -> None:
+        reason = event.reason
         if self._pump_cm is not None:
             self._pump_cm.__exit__(None, None, None)
             self._pump_cm = None
         if self._text_mode:
             print(f"{self.title}: {reason} at step {event.step}", flush=True)
             return
-        self.widgets["bar"].bar_style = "danger" if cancelled or reason == "non-finite loss" else "success"
+        good = event.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED, Outcome.STOPPED)
+        self.widgets["bar"].bar_style = "success" if good else "danger"
         self.widgets["stop"].disabled = True
         self.final_bundle = self.static_bundle(f"{reason} at step {event.step}")
         if self.handle is not None:

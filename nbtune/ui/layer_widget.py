@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from ..core.changes import Change
 from ..core.errors import NbtuneError
 from ..core.params import param_numel
 from ..render.format import esc, human_count
@@ -142,8 +143,8 @@ class LayerFreezer:
             return
         self.message.value = f"<span style='color:#1a7f37'>{esc(repr(report).splitlines()[0])}</span>"
 
-    def _on_session_change(self, kind: str) -> None:
-        if kind == "model":  # peft wrapped or merged the model, or the task changed: a new object to show
+    def _on_session_change(self, kind: Change) -> None:
+        if kind is Change.MODEL:  # peft wrapped or merged the model, or the task changed: a new object to show
             self.root = _Row(self, "", self.session.model)
             self.root.toggle()
             self.widget.children = (*self.widget.children[:-1], self.root.widget)

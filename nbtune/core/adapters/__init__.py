@@ -4,7 +4,14 @@ attach/switch/merge."""
 from ..architecture import is_peft_model
 from .manager import AdapterInfo, adapter_infos
 from .registry import (
-    AdapterMethod, AdapterPlan, Field, all_methods, get_method, method_for_peft_type, method_names, register_method,
+    AdapterMethod,
+    AdapterPlan,
+    Field,
+    all_methods,
+    get_method,
+    method_for_peft_type,
+    method_names,
+    register_method,
 )
 from .targets import LoraTargets, TargetGroup, lora_targets, resolve_targets
 

@@ -6,16 +6,37 @@ from typing import Any
 
 import torch
 
-from ..training.data import DataError, Features
+from ..errors import TaskError
+from ..training.data import DataError, Features, pick_column
 
 
 class TaskHandler:
-    """Base class for one task. Subclasses set ``name``, ``main_metric`` and implement the hooks."""
+    """Base class for one task: what it is (class attributes, read by loading, adapters and recipes) and how it reads,
+    batches and scores data (the hooks). A task file subclasses this and decorates the class with
+    ``@register_task``."""
 
     name = ""
+    aliases: tuple[str, ...] = ()
+    description = ""
+    auto_class: str | None = None  # attribute of ``transformers`` that builds a model for the task
+    class_suffixes: tuple[str, ...] = ()  # model class names ending so are models for this task
+    labelled = False  # takes num_labels / label names; its head is sized to them
+    new_head = False  # the head is new for the task: trained and saved along with any adapter
+    peft_task_type: str | None = None  # peft's TaskType, where peft has one
+    columns: dict[str, tuple[str, ...]] = {}  # role -> accepted column names, first found wins
     main_metric = "loss"
     greater_is_better = False
     raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
+    order = 50  # place in listings (encoder tasks first, as the docs present them)
+
+    @classmethod
+    def for_session(cls, session) -> "TaskHandler":
+        """The handler instance for a session (a task whose behaviour depends on the head overrides this)."""
+        return cls()
+
+    def column(self, table, role: str, given: dict[str, str], required: bool = True) -> str | None:
+        """The column playing ``role``: the user's mapping, else the first of the task's names for it present."""
+        return pick_column(table, role, self.columns.get(role, (role,)), given, required=required)
 
     def forward(self, model, batch: dict[str, torch.Tensor]):
         """Run the model on a batch; the result has ``.loss`` (transformers models compute it themselves)."""
@@ -46,12 +67,25 @@ class TaskHandler:
     def apply(self, session, features: Features) -> None:
         """Changes to the model that the data implies (label names), made only once all data is valid."""
 
+    def predict(self, session, items: list, batch_size: int, max_length: int | None) -> list[dict[str, Any]]:
+        """One prediction dict per input item (the model is in eval mode)."""
+        raise TaskError(f"predict() is not defined for {self.name}; use evaluate(data) for its metrics.")
+
     def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["input_ids"].shape[0])
 
     def tokens_of(self, batch: dict[str, torch.Tensor]) -> int:
         mask = batch.get("attention_mask")
         return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+
+class GenerativeTask(TaskHandler):
+    """Tasks whose prediction is text: ``predict`` is ``Session.generate``."""
+
+    def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
+        if not all(isinstance(x, str) for x in items):
+            raise TaskError(f"predict() for {self.name} takes prompts (strings).")
+        return [{"text": t} for t in session.generate(items)]
 
 
 class TokenLossTask(TaskHandler):

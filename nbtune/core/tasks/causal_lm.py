@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..generation import chat_prompt
 from ..training.data import DataError, Features, pick_column
-from .base import TokenLossTask, require_tokenizer, texts_of
+from .base import GenerativeTask, TokenLossTask, require_tokenizer, texts_of
+from .registry import register_task
 
 TEXT = ("text", "content", "document")
 # (prompt column, response column) pairs tried in order; "instruction" may come with an "input" column.
@@ -24,8 +25,16 @@ def _chat_parts(tok, prompt: str, response: str) -> tuple[str, str]:
     return f"{prompt}\n", f"{response}{eos}"
 
 
-class CausalLMTask(TokenLossTask):
+@register_task
+class CausalLMTask(GenerativeTask, TokenLossTask):
     name = "causal-lm"
+    order = 40
+    aliases = ("text-generation", "clm", "lm", "sft")
+    description = "next-token language modelling, instruction tuning"
+    auto_class = "AutoModelForCausalLM"
+    class_suffixes = ("ForCausalLM", "LMHeadModel")
+    peft_task_type = "CAUSAL_LM"
+    columns = {"text": TEXT, "prompt": tuple(dict.fromkeys(p for p, _ in PAIRS)), "response": tuple(r for _, r in PAIRS)}
     main_metric = "loss"
     greater_is_better = False
     shifted = True
@@ -45,7 +54,7 @@ class CausalLMTask(TokenLossTask):
         pair = self._pair_columns(table, cfg)
         rows = []
         if pair is None:
-            column = pick_column(table, "text", TEXT, cfg.columns)
+            column = self.column(table, "text", cfg.columns)
             eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
             for ids in tok(texts_of(table, column), truncation=True, max_length=limit - len(eos) if limit else None)["input_ids"]:
                 ids = list(ids) + eos

@@ -7,19 +7,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training.data import DataError, Features, pick_column
+from ..training.data import DataError, Features
 from . import has_default_names
 from .base import TaskHandler, require_tokenizer, texts_of
+from .registry import register_task
 
 TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
 PAIR = ("text_pair", "sentence2", "question2")
 LABEL = ("label", "labels", "target", "score")
 
 
+@register_task
 class ClassificationTask(TaskHandler):
     name = "text-classification"
+    order = 10
+    aliases = ("sequence-classification", "classification", "regression", "sentiment-analysis")
+    description = "sentence or sentence-pair classification; regression with num_labels=1"
+    auto_class = "AutoModelForSequenceClassification"
+    class_suffixes = ("ForSequenceClassification",)
+    labelled = new_head = True
+    peft_task_type = "SEQ_CLS"
+    columns = {"text": TEXT, "text_pair": PAIR, "label": LABEL}
     main_metric = "accuracy"
     greater_is_better = True
+
+    @classmethod
+    def for_session(cls, session) -> "ClassificationTask":
+        """Regression when the head has one output."""
+        return cls(regression=getattr(getattr(session.model, "config", None), "num_labels", 2) == 1)
 
     def __init__(self, regression: bool = False):
         self.regression = regression
@@ -74,9 +89,9 @@ class ClassificationTask(TaskHandler):
     # -- hooks ----------------------------------------------------------------------------------
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
-        text_col = pick_column(table, "text", TEXT, cfg.columns)
-        pair_col = pick_column(table, "text_pair", PAIR, cfg.columns, required=False)
-        label_col = pick_column(table, "label", LABEL, cfg.columns, required=require_labels)
+        text_col = self.column(table, "text", cfg.columns)
+        pair_col = self.column(table, "text_pair", cfg.columns, required=False)
+        label_col = self.column(table, "label", cfg.columns, required=require_labels)
         texts = texts_of(table, text_col)
         pairs = texts_of(table, pair_col) if pair_col else None
         labels, names = (self.encode_labels(session, table[label_col].tolist()) if label_col else (None, None))
@@ -128,6 +143,21 @@ class ClassificationTask(TaskHandler):
         preds = logits.argmax(-1)
         out["accuracy"] = float(accuracy_score(labels, preds))
         out["f1"] = float(f1_score(labels, preds, average="macro"))
+        return out
+
+    def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
+        """Label and scores per text, or per (text, text_pair) tuple."""
+        tok = require_tokenizer(session, self.name)
+        device = next(session.model.parameters()).device
+        out: list[dict[str, Any]] = []
+        with torch.no_grad():
+            for i in range(0, len(items), batch_size):
+                chunk = items[i:i + batch_size]
+                first = [c[0] if isinstance(c, tuple) else c for c in chunk]
+                second = [c[1] for c in chunk] if all(isinstance(c, tuple) for c in chunk) else None
+                enc = tok(first, second, padding=True, truncation=True, max_length=max_length,
+                          return_tensors="pt").to(device)
+                out.extend(self.predict_rows(session, session.model(**enc).logits))
         return out
 
     def predict_rows(self, session, logits: torch.Tensor) -> list[dict[str, Any]]:

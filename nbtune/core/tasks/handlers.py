@@ -1,4 +1,4 @@
-"""Task name -> handler (preprocess, collate, metrics). New tasks register here."""
+"""The handler for a session's task, from the task registry."""
 
 from __future__ import annotations
 
@@ -7,29 +7,16 @@ from .base import TaskHandler
 
 
 def handler_for(session) -> TaskHandler:
-    """The handler for the session's task (classification turns into regression with one output)."""
-    from .causal_lm import CausalLMTask
-    from .classification import ClassificationTask
-    from .masked_lm import MaskedLMTask
-    from .question_answering import QuestionAnsweringTask
-    from .seq2seq import Seq2SeqTask
-    from .token_classification import TokenClassificationTask
+    """The task's handler for this session; a plain ``nn.Module`` without a task trains on (input, label) pairs."""
+    from .registry import get_task, task_names
 
-    task = session.task
-    if task == "text-classification":
-        config = getattr(session.model, "config", None)
-        return ClassificationTask(regression=getattr(config, "num_labels", 2) == 1)
-    if task == "token-classification":
-        return TokenClassificationTask(session)
-    simple = {"causal-lm": CausalLMTask, "masked-lm": MaskedLMTask, "seq2seq": Seq2SeqTask,
-              "question-answering": QuestionAnsweringTask}
-    if task in simple:
-        return simple[task]()
-    if task is None and getattr(session.model, "config", None) is None:
+    if session.task is not None:
+        return get_task(session.task).for_session(session)
+    if getattr(session.model, "config", None) is None:
         from .module import ModuleTask
 
         return ModuleTask()
     raise TaskError(
-        f"This session has no task ({task!r}), so nbtune does not know how to read data for it. Load the model with "
-        "task=... (text-classification, token-classification, question-answering, causal-lm, masked-lm, seq2seq)."
+        f"This session has no task, so nbtune does not know how to read data for it. Load the model with task=... "
+        f"({', '.join(task_names())})."
     )

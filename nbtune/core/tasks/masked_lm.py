@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from ..training.data import Features, pick_column
+from ..training.data import Features
 from .base import TokenLossTask, require_tokenizer, texts_of
+from .registry import register_task
 
 TEXT = ("text", "content", "document", "sentence")
 
 
+@register_task
 class MaskedLMTask(TokenLossTask):
     name = "masked-lm"
+    order = 50
+    aliases = ("mlm", "fill-mask")
+    description = "masked language modelling (domain adaptation)"
+    auto_class = "AutoModelForMaskedLM"
+    class_suffixes = ("ForMaskedLM",)
+    columns = {"text": TEXT}
     main_metric = "loss"
     greater_is_better = False
 
@@ -19,7 +27,7 @@ class MaskedLMTask(TokenLossTask):
             from ..training.data import DataError
 
             raise DataError("This tokenizer has no mask token, so masked-LM training is not possible with it.")
-        column = pick_column(table, "text", TEXT, cfg.columns)
+        column = self.column(table, "text", cfg.columns)
         enc = tok(texts_of(table, column), truncation=True, max_length=cfg.max_length, return_special_tokens_mask=True)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") if k in enc]
         rows = [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..training.data import DataError, Features, pick_column
+from ..training.data import DataError, Features
 from .base import TaskHandler, require_tokenizer, texts_of
+from .registry import register_task
 
 
 def _gold_answers(table, i: int, context: str, answers_col: str | None, start_col: str | None) -> list[tuple[str, int]]:
@@ -42,18 +43,28 @@ def _gold_answers(table, i: int, context: str, answers_col: str | None, start_co
     return out
 
 
+@register_task
 class QuestionAnsweringTask(TaskHandler):
     name = "question-answering"
+    order = 30
+    aliases = ("qa", "extractive-qa")
+    description = "extractive QA (start/end spans)"
+    auto_class = "AutoModelForQuestionAnswering"
+    class_suffixes = ("ForQuestionAnswering",)
+    new_head = True
+    peft_task_type = "QUESTION_ANS"
+    columns = {"question": ("question",), "context": ("context", "passage"),
+               "answers": ("answers", "answer", "answer_text"), "answer_start": ("answer_start",)}
     main_metric = "f1"
     greater_is_better = True
     max_answer_tokens = 30
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
-        q_col = pick_column(table, "question", ("question",), cfg.columns)
-        c_col = pick_column(table, "context", ("context", "passage"), cfg.columns)
-        a_col = pick_column(table, "answers", ("answers", "answer", "answer_text"), cfg.columns, required=require_labels)
-        s_col = pick_column(table, "answer_start", ("answer_start",), cfg.columns, required=False)
+        q_col = self.column(table, "question", cfg.columns)
+        c_col = self.column(table, "context", cfg.columns)
+        a_col = self.column(table, "answers", cfg.columns, required=require_labels)
+        s_col = self.column(table, "answer_start", cfg.columns, required=False)
         questions, contexts = texts_of(table, q_col), texts_of(table, c_col)
         golds = [_gold_answers(table, i, c, a_col, s_col) for i, c in enumerate(contexts)]
         limit = cfg.max_length or 384

@@ -29,8 +29,16 @@ def register_task(cls: type[TaskHandler]) -> type[TaskHandler]:
     return cls
 
 
+_loaded = False
+
+
 def _ensure_loaded() -> None:
-    """Import every task file of this package once (each registers its class)."""
+    """Import every task file of this package once (each registers its class); a file imported directly before
+    registers itself too, so the flag, not the registry's size, says whether all were read."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     package = __name__.rpartition(".")[0]
     for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
         if module.name not in _NOT_TASK_MODULES and not module.name.startswith("_"):
@@ -38,9 +46,8 @@ def _ensure_loaded() -> None:
 
 
 def all_tasks() -> list[type[TaskHandler]]:
-    if not _TASKS:
-        _ensure_loaded()
-    return list(_TASKS.values())
+    _ensure_loaded()
+    return sorted(_TASKS.values(), key=lambda t: (t.order, t.name))
 
 
 def task_names() -> list[str]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..training.data import DataError, Features, pick_column
-from .base import TokenLossTask, require_tokenizer
+from ..training.data import DataError, Features
+from .base import GenerativeTask, TokenLossTask, require_tokenizer
+from .registry import register_task
 
 SOURCE = ("source", "input", "document", "article", "text", "src")
 TARGET = ("target", "output", "summary", "tldr", "tgt")
@@ -28,16 +29,24 @@ def _references(value, i: int, column: str) -> list[str]:
     return refs
 
 
-class Seq2SeqTask(TokenLossTask):
+@register_task
+class Seq2SeqTask(GenerativeTask, TokenLossTask):
     name = "seq2seq"
+    order = 60
+    aliases = ("text2text-generation", "summarization", "translation")
+    description = "sequence to sequence: summarisation, translation"
+    auto_class = "AutoModelForSeq2SeqLM"
+    class_suffixes = ("ForConditionalGeneration", "ForSeq2SeqLM")
+    peft_task_type = "SEQ_2_SEQ_LM"
+    columns = {"source": SOURCE, "target": TARGET}
     main_metric = "loss"
     greater_is_better = False
     report_perplexity = False
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
-        src_col = pick_column(table, "source", SOURCE, cfg.columns)
-        tgt_col = pick_column(table, "target", TARGET, cfg.columns, required=require_labels)
+        src_col = self.column(table, "source", cfg.columns)
+        tgt_col = self.column(table, "target", cfg.columns, required=require_labels)
         sources = [_as_text(v, i, src_col) for i, v in enumerate(table[src_col])]
         refs = [_references(v, i, tgt_col) for i, v in enumerate(table[tgt_col])] if tgt_col else None
         enc = tok(sources, truncation=True, max_length=cfg.max_length)

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..training.data import DataError, Features, pick_column
+from ..training.data import DataError, Features
 from . import has_default_names
 from .base import TaskHandler, require_tokenizer
+from .registry import register_task
 
 TOKENS = ("tokens", "words")
 TAGS = ("tags", "ner_tags", "labels", "pos_tags")
@@ -22,10 +23,23 @@ def tag_order(tags: set[str]) -> list[str]:
     return (["O"] if "O" in tags else []) + rest
 
 
+@register_task
 class TokenClassificationTask(TaskHandler):
     name = "token-classification"
+    order = 20
+    aliases = ("ner", "pos", "token-cls")
+    description = "a label per token (NER, POS)"
+    auto_class = "AutoModelForTokenClassification"
+    class_suffixes = ("ForTokenClassification",)
+    labelled = new_head = True
+    peft_task_type = "TOKEN_CLS"
+    columns = {"tokens": TOKENS, "tags": TAGS}
     main_metric = "f1"
     greater_is_better = True
+
+    @classmethod
+    def for_session(cls, session) -> "TokenClassificationTask":
+        return cls(session)
 
     def __init__(self, session):
         self.session = session  # tag names are read at metric time: training may have just named them
@@ -60,8 +74,8 @@ class TokenClassificationTask(TaskHandler):
         tok = require_tokenizer(session, self.name)
         if not getattr(tok, "is_fast", False):
             raise DataError("Token classification needs a fast tokenizer (for word alignment).")
-        tokens_col = pick_column(table, "tokens", TOKENS, cfg.columns)
-        tags_col = pick_column(table, "tags", TAGS, cfg.columns, required=require_labels)
+        tokens_col = self.column(table, "tokens", cfg.columns)
+        tags_col = self.column(table, "tags", cfg.columns, required=require_labels)
         words = [list(w) for w in table[tokens_col]]
         for i, row in enumerate(words):
             if not row or not all(isinstance(w, str) for w in row):
@@ -85,6 +99,30 @@ class TokenClassificationTask(TaskHandler):
                 row["labels"] = labels
             rows.append(row)
         return Features(rows, [len(r["input_ids"]) for r in rows], label_names=names)
+
+    def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
+        """A tag per word: each item is a sentence (split on whitespace) or a list of words."""
+        import torch
+
+        tok = require_tokenizer(session, self.name)
+        names = session.model.config.id2label
+        words = [x.split() if isinstance(x, str) else list(x) for x in items]
+        device = next(session.model.parameters()).device
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(words), batch_size):
+                chunk = words[i:i + batch_size]
+                enc = tok(chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
+                          return_tensors="pt")
+                best = session.model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu()
+                for j, row in enumerate(chunk):
+                    tags, seen = [None] * len(row), set()
+                    for position, word in enumerate(enc.word_ids(j)):
+                        if word is not None and word not in seen:  # the first sub-token speaks for the word
+                            seen.add(word)
+                            tags[word] = names.get(int(best[j, position]), str(int(best[j, position])))
+                    out.append({"words": row, "tags": tags})  # None: a word cut off by max_length
+        return out
 
     def apply(self, session, features: Features) -> None:
         names = features.label_names

@@ -1,7 +1,8 @@
-"""Callbacks: History, EarlyStopping, ConsoleLogger. Each listens to events and may set Control flags.
+"""Callbacks: History, EarlyStopping, ConsoleLogger, NanGuard. Each listens to events and may set Control flags.
 
-A callback implements any of ``on_fit_started``, ``on_step_ended``, ``on_eval_ended``, ``on_checkpoint_saved``,
-``on_fit_ended``, ``on_fit_cancelled``; each receives ``(event, control)``.
+A callback subclasses ``Callback`` and overrides any of its documented hooks; each receives ``(event, control)``.
+A plain function ``f(event, control)`` works too. A method named ``on_...`` that is not a hook is an error when the
+callback is given to ``train`` (a misspelt hook would otherwise never run).
 """
 
 from __future__ import annotations
@@ -12,20 +13,61 @@ import sys
 import time
 from typing import Any
 
-from .events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
+from ..errors import CallbackError, close_matches
+from .events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+EVENT_TYPES = (FitStarted, StepEnded, EvalEnded, CheckpointSaved, FitEnded)
+HOOKS = tuple(f"on_{_snake(t.__name__)}" for t in EVENT_TYPES)
+
+
 class Callback:
-    """Base class: routes each event to ``on_<event_name>`` when the subclass defines it."""
+    """Base class of training callbacks: override the hooks you need; the others do nothing.
+
+    Hooks run in the training process between steps and may set ``control`` flags (``control.stop(reason)``,
+    ``control.should_evaluate``, ``control.should_save``). ``state_dict``/``load_state_dict`` carry what a callback
+    must remember across an interrupt or a checkpoint (early stopping's patience, for one).
+    """
+
+    def on_fit_started(self, event: FitStarted, control: Control) -> None:
+        """Before the first step of a run (also of a resumed one: ``event.start_step`` > 0)."""
+
+    def on_step_ended(self, event: StepEnded, control: Control) -> None:
+        """After each optimizer step, once weights, optimizer, scheduler and counters describe that step."""
+
+    def on_eval_ended(self, event: EvalEnded, control: Control) -> None:
+        """After each evaluation, with its metrics."""
+
+    def on_checkpoint_saved(self, event: CheckpointSaved, control: Control) -> None:
+        """After a checkpoint is complete on disk."""
+
+    def on_fit_ended(self, event: FitEnded, control: Control) -> None:
+        """Last, always: ``event.outcome`` says how the run ended (``event.error`` holds an exception)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
 
     def __call__(self, event: Any, control: Control) -> None:
-        handler = getattr(self, f"on_{_snake(type(event).__name__)}", None)
-        if handler is not None:
-            handler(event, control)
+        getattr(self, f"on_{_snake(type(event).__name__)}", lambda e, c: None)(event, control)
+
+
+def check_callback(callback: Any) -> None:
+    """Refuse a callback with an ``on_...`` method that is no hook (``on_step_end`` for ``on_step_ended``)."""
+    if not callable(callback):
+        raise CallbackError(f"A callback is a Callback subclass or a function f(event, control); got {callback!r}.")
+    wrong = [n for n in dir(type(callback)) if n.startswith("on_") and n not in HOOKS]
+    if wrong:
+        name = wrong[0]
+        hint = close_matches(name, HOOKS, n=1)
+        raise CallbackError(f"{type(callback).__name__}.{name} is not a training hook, so it would never run"
+                            + (f" (did you mean {hint[0]}?)" if hint else "") + f". Hooks: {', '.join(HOOKS)}.")
 
 
 class History(Callback):
@@ -62,12 +104,20 @@ class History(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when ``metric`` has not improved for ``patience`` evaluations."""
+    """Stop when ``metric`` has not improved for ``patience`` evaluations (the count survives interrupts and
+    checkpoints through ``state_dict``)."""
 
     def __init__(self, metric: str, patience: int, mode: str = "max"):
         self.metric, self.patience, self.mode = metric, patience, mode
         self.best: float | None = None
         self.bad = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("metric") == self.metric:
+            self.best, self.bad = state.get("best"), int(state.get("bad", 0))
 
     def on_eval_ended(self, e: EvalEnded, control: Control) -> None:
         if self.metric not in e.metrics:
@@ -79,7 +129,7 @@ class EarlyStopping(Callback):
             return
         self.bad += 1
         if self.bad >= self.patience:
-            control.stop("early stopping")
+            control.stop("early stopping", Outcome.EARLY_STOPPED)
             control.messages.append(f"early stopping: {self.metric} has not improved for {self.patience} "
                                     f"evaluations (best {self.best:.4f})")
 
@@ -111,10 +161,12 @@ class ConsoleLogger(Callback):
         self._print(f"eval at step {e.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items()))
 
     def on_fit_ended(self, e: FitEnded, control: Control) -> None:
-        self._print(f"done: {e.reason} at step {e.step} after {e.elapsed:.1f}s")
-
-    def on_fit_cancelled(self, e: FitCancelled, control: Control) -> None:
-        self._print(f"cancelled at step {e.step} ({e.reason}); weights and history kept, call train() again to go on")
+        if e.outcome is Outcome.INTERRUPTED:
+            self._print(f"interrupted at step {e.step}; weights and history kept, train(..., resume=True) goes on")
+        elif e.outcome in (Outcome.ERROR, Outcome.OUT_OF_MEMORY):
+            self._print(f"stopped by an error at step {e.step}: {e.error}; weights are those of step {e.step}")
+        else:
+            self._print(f"done: {e.reason} at step {e.step} after {e.elapsed:.1f}s")
 
 
 def is_finite(value: float | None) -> bool:
@@ -141,7 +193,7 @@ class NanGuard(Callback):
             f"(now {e.lr:.2e}; try 10x lower or add warmup), fp16 overflow (use bf16 or precision='no'), "
             "bad inputs (empty texts, labels out of range), or no gradient clipping (max_grad_norm=1.0)."
         )
-        control.stop("non-finite loss")
+        control.stop("non-finite loss", Outcome.NON_FINITE)
         control.messages.append(self.message)
 
 

@@ -19,14 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import NbtuneError
+from ..errors import CheckpointError
 
 _NAME = re.compile(r"^step-(\d{8})$")
 _FILES = ("state.json", "trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt")
-
-
-class CheckpointError(NbtuneError):
-    """A checkpoint folder is missing, incomplete or does not fit the session."""
 
 
 def rng_state() -> dict[str, Any]:

@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import NbtuneError
-
-
-class TrainConfigError(NbtuneError):
-    """A training setting is out of range or of the wrong kind."""
+from ..errors import TrainConfigError
 
 
 def _field_types(cls) -> dict[str, str]:

@@ -14,11 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import NbtuneError
-
-
-class DataError(NbtuneError):
-    """Training or evaluation data that cannot be used as given."""
+from ..errors import DataError
 
 
 def load_table(data: Any, split: str | None = None):

@@ -50,7 +50,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
 
     from ..tasks.handlers import handler_for
     from .config import TrainConfig
-    from .loop import _ACCELERATOR, _prepare_data
+    from .loop import current_accelerator, prepare_data
 
     check_process_count(processes)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -59,7 +59,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
             "be forked from it, as accelerate documents. Restart the kernel, load the session without touching the "
             "GPU, and call train(..., processes=N) first; or export a recipe and use `nbtune launch`."
         )
-    if _ACCELERATOR is not None:
+    if current_accelerator() is not None:
         raise TrainingError(
             "This kernel already trained in a single process, and accelerate fixes its process state once made. "
             "Restart the kernel and call train(..., processes=N) before any single-process training, or export a "
@@ -68,7 +68,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     cfg = TrainConfig.from_kwargs(**settings)
     if cfg.batch_size % processes:
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {processes} processes.")
-    _prepare_data(session, handler_for(session), data, cfg, None, "training")  # bad data fails here, not in N copies
+    prepare_data(session, handler_for(session), data, cfg, None, "training")  # bad data fails here, not in N copies
     folder = cfg.checkpoint_dir or tempfile.mkdtemp(prefix="nbtune-processes-")
     settings = {**settings, "checkpoint_dir": folder}
     start_rows, start_step = len(session.history.rows), session.training.global_step

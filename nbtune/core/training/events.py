@@ -7,7 +7,25 @@ on ``Control`` and the loop acts on it at the next step boundary. Display code o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class Outcome(str, Enum):
+    """How a run ended. Every run ends with exactly one ``FitEnded`` carrying one of these."""
+
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # a callback asked (the dashboard's Stop button, a user callback)
+    EARLY_STOPPED = "early stopping"
+    INTERRUPTED = "interrupted"  # KeyboardInterrupt: Interrupt Kernel, Ctrl-C
+    NON_FINITE = "non-finite loss"
+    OUT_OF_MEMORY = "out of memory"
+    ERROR = "error"  # any other exception; FitEnded.error holds it and train() re-raises it
+
+    @property
+    def finished(self) -> bool:
+        """The run reached its end (nothing left to resume)."""
+        return self in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
 
 
 @dataclass(frozen=True)
@@ -23,6 +41,7 @@ class FitStarted:
     device: str
     precision: str
     config: dict[str, Any]
+    history: tuple[dict[str, Any], ...] = ()  # every row so far (earlier runs, a restored checkpoint): views redraw it
 
 
 @dataclass(frozen=True)
@@ -54,17 +73,14 @@ class CheckpointSaved:
 
 @dataclass(frozen=True)
 class FitEnded:
+    """The last event of every run, whatever ended it (emitted from a ``finally``)."""
+
     step: int
-    reason: str  # "completed", "early stopping", "requested", "non-finite loss"
+    outcome: Outcome
+    reason: str  # the outcome in words, e.g. "stopped by the Stop button"
     metrics: dict[str, float]
     elapsed: float
-
-
-@dataclass(frozen=True)
-class FitCancelled:
-    step: int
-    reason: str
-    elapsed: float
+    error: BaseException | None = None  # the exception that ended the run, for ERROR / OUT_OF_MEMORY
 
 
 @dataclass
@@ -75,8 +91,11 @@ class Control:
     should_evaluate: bool = False
     should_save: bool = False
     stop_reason: str = "requested"
+    stop_outcome: Outcome = Outcome.STOPPED
     messages: list[str] = field(default_factory=list)
 
-    def stop(self, reason: str = "requested") -> None:
+    def stop(self, reason: str = "requested", outcome: Outcome = Outcome.STOPPED) -> None:
+        """End the run after this step; ``reason`` is what the result and the views say."""
         self.should_stop = True
         self.stop_reason = reason
+        self.stop_outcome = Outcome(outcome)

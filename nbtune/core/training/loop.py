@@ -16,21 +16,17 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..errors import NbtuneError
+from ..errors import OutOfMemoryError, TrainingError
 from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
-from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard
+from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard, check_callback
 from .config import TrainConfig, TrainConfigError
 from .data import DataError, Features, load_table, make_loader
-from .events import Control, EvalEnded, FitCancelled, FitEnded, FitStarted, StepEnded
+from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from .optim import build_optimizer, build_scheduler, param_groups, signature
 from .precision import resolve_precision
 from .result import RunResult
-
-
-class TrainingError(NbtuneError):
-    """Training cannot start or go on (nothing to train, out of memory, mismatched checkpoint)."""
 
 
 @dataclass
@@ -46,6 +42,7 @@ class RunPosition:
     splits: int = 1  # micro-batch splits after out-of-memory halvings
     rng: dict[str, Any] | None = None
     finished: bool = False
+    callbacks: dict[str, Any] = field(default_factory=dict)  # state of callbacks that keep some (early stopping)
 
 
 @dataclass
@@ -59,6 +56,7 @@ class TrainingState:
     scheduler: Any = None
     position: RunPosition | None = None
     runs: int = 0
+    accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
 
 
 _ACCELERATOR = None
@@ -97,6 +95,11 @@ class _LocalRuntime:
         import contextlib
 
         return contextlib.nullcontext()
+
+
+def current_accelerator():
+    """This process's Accelerator, or None before any training (accelerate keeps one state per process)."""
+    return _ACCELERATOR
 
 
 def eval_runtime(model):
@@ -156,7 +159,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
     return metrics
 
 
-def _prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
+def prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
     if handler.raw_data:
         return handler.prepare(session, data, cfg, require_labels=True)
     table = load_table(data, split=split)
@@ -184,8 +187,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
 
     # 1. Check everything that depends on the input before changing anything.
     eval_source, eval_split = _eval_data_from(train_data, eval_data)
-    train_features = _prepare_data(session, handler, train_data, cfg, "train" if eval_split else None, "training")
-    eval_features = (_prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
+    train_features = prepare_data(session, handler, train_data, cfg, "train" if eval_split else None, "training")
+    eval_features = (prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
                      if eval_source is not None else None)
     saved = None
     if resume is True:
@@ -198,9 +201,17 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         _check_same_order(saved["state"]["config"], cfg, f"checkpoint {saved['path']}")
         _check_checkpoint_fits(session.model, saved)
 
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        check_callback(callback)
+    accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
+    if saved is None and not any(p.requires_grad for p in session.model.parameters()):
+        raise TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
+                            "or attach an adapter (s.add_lora()).")
+
     # 2. Apply: label names, the checkpoint, optimizer and scheduler.
     handler.apply(session, train_features)
-    accelerator = get_accelerator(cfg.precision)
+    state.accelerator = accelerator
     model = session.model.to(accelerator.device)
     if saved is not None:
         _restore_weights(model, saved)
@@ -220,7 +231,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
                             "processes; use a multiple of the process count.")
     if saved is not None:
-        position = RunPosition(**saved["state"]["position"])
+        position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
+                                  if k in RunPosition.__dataclass_fields__})
         position.rng = saved["rng"]
         state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
         state.optimizer.load_state_dict(saved["optimizer"])
@@ -250,6 +262,9 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     if log and accelerator.is_main_process:
         listeners.append(ConsoleLogger(cfg.log_every))
     listeners.extend(callbacks)
+    for listener in listeners:  # resuming: callbacks pick up where they were (early stopping's patience)
+        if hasattr(listener, "load_state_dict") and type(listener).__name__ in position.callbacks:
+            listener.load_state_dict(position.callbacks[type(listener).__name__])
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
     return run.go()
 
@@ -378,7 +393,7 @@ class _Run:
             _free_memory()
             micro = math.ceil(max(self.handler.batch_size_of(b) for b in batches) / self.position.splits)
             if not self.cfg.auto_batch or micro <= 1:
-                raise TrainingError(
+                raise OutOfMemoryError(
                     f"Out of memory at step {self.state.global_step + 1} with micro-batches of {micro} examples. "
                     "Memory was freed and the weights are those of the last completed step. Lower batch_size "
                     "and raise grad_accum (same effective batch), lower max_length, freeze more or use LoRA, "
@@ -406,6 +421,7 @@ class _Run:
             self.accelerator.wait_for_everyone()
             return
         pos = self.position
+        pos.callbacks = self._callback_state()
         state = {
             "global_step": self.state.global_step,
             "position": {k: v for k, v in vars(pos).items() if k != "rng"},
@@ -425,6 +441,22 @@ class _Run:
     def _epoch(self) -> float:
         return self.position.epoch + self.position.batch_in_epoch / max(len(self.loader), 1)
 
+    def _callback_state(self) -> dict[str, Any]:
+        return {type(cb).__name__: cb.state_dict() for cb in self.listeners
+                if hasattr(cb, "state_dict") and cb.state_dict()}
+
+    def _finish(self, outcome: Outcome, reason: str, error: BaseException | None, t_start: float) -> None:
+        """The final event, to every listener, whatever happened. While an error is already on its way out, a listener
+        that fails here is reported in the messages instead of hiding that error."""
+        event = FitEnded(self.state.global_step, outcome, reason, self.metrics, time.perf_counter() - t_start, error)
+        for listener in self.listeners:
+            try:
+                listener(event, self.control)
+            except Exception as exc:
+                if error is None:
+                    raise
+                self.messages.append(f"{type(listener).__name__} failed while the run ended: {exc!r}")
+
     # -- the run ---------------------------------------------------------------------------------------
     def go(self) -> RunResult:
         pos, cfg = self.position, self.cfg
@@ -435,13 +467,13 @@ class _Run:
         self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
                              len(self.loader.dataset), sum(p.numel() for p in self.params),
                              sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
-                             self.accelerator.mixed_precision, cfg.to_dict()))
+                             self.accelerator.mixed_precision, cfg.to_dict(), tuple(self.state.history.rows)))
         self.session.train_mode()
         sampler = self.sampler
         processes = self.accelerator.num_processes
         t_start = time.perf_counter()
         examples_done = 0
-        reason = "completed"
+        outcome, reason, error = Outcome.COMPLETED, "completed", None
         try:
             while pos.run_step < pos.total_steps and not self.control.should_stop:
                 sampler.set_epoch(pos.epoch)
@@ -476,30 +508,35 @@ class _Run:
                     pos.batch_in_epoch = 0
                     if not cfg.eval_every and not self.control.should_stop:
                         self.evaluate()
-            reason = self.control.stop_reason if self.control.should_stop else "completed"
-            if reason != "non-finite loss":
+            if self.control.should_stop:
+                outcome, reason = self.control.stop_outcome, self.control.stop_reason
+            if outcome is not Outcome.NON_FINITE:
                 self.evaluate()
-            pos.finished = reason in ("completed", "early stopping")
+            pos.finished = outcome.finished
             if pos.finished and cfg.checkpoint_dir:
                 self.save()
-            self.emit(FitEnded(self.state.global_step, reason, self.metrics, time.perf_counter() - t_start))
-            cancelled = reason == "non-finite loss"
         except KeyboardInterrupt:
             self.optimizer.zero_grad(set_to_none=True)
-            reason, cancelled = "interrupted", True
-            self.emit(FitCancelled(self.state.global_step, "KeyboardInterrupt", time.perf_counter() - t_start))
+            outcome, reason = Outcome.INTERRUPTED, "interrupted"
             self.messages.append(f"interrupted after step {self.state.global_step}: weights and history are kept; "
                                  "train(..., resume=True) continues this run where it stopped")
+        except BaseException as exc:  # reported to every view below, then raised to the caller
+            outcome = Outcome.OUT_OF_MEMORY if isinstance(exc, OutOfMemoryError) else Outcome.ERROR
+            reason, error = f"{outcome.value}: {exc}", exc
+            raise
         finally:
             self.session.eval_mode()
+            pos.callbacks = self._callback_state()
             # accelerate keeps every prepared optimizer (and model) in lists of its own: release them, or each
             # train() call would keep its optimizer state (and a replaced model) alive, and fp16 would unscale a
             # re-used optimizer twice in the next run. Our TrainingState holds what the next run needs.
             self.accelerator.free_memory()
+            self._finish(outcome, reason, error, t_start)
         elapsed = time.perf_counter() - t_start
         return RunResult(
             history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,
-            cancelled=cancelled, steps=self.state.global_step - start_step, global_step=self.state.global_step,
+            cancelled=outcome in (Outcome.INTERRUPTED, Outcome.NON_FINITE), steps=self.state.global_step - start_step,
+            global_step=self.state.global_step,
             seconds=elapsed, examples_per_s=examples_done / elapsed if elapsed else 0.0,
-            messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(),
+            messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(), outcome=outcome,
         )

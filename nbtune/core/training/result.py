@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .callbacks import History
+from .events import Outcome
 
 
 @dataclass
@@ -14,8 +15,8 @@ class RunResult:
 
     history: History
     metrics: dict[str, float]
-    reason: str  # "completed", "early stopping", "requested", "non-finite loss", "interrupted"
-    cancelled: bool
+    reason: str  # the outcome in words ("completed", "stopped by the Stop button", "interrupted", ...)
+    cancelled: bool  # interrupted, or stopped by a non-finite loss: train(resume=True) continues it
     steps: int  # optimizer steps done in this run
     global_step: int
     seconds: float
@@ -23,6 +24,7 @@ class RunResult:
     messages: list[str] = field(default_factory=list)
     checkpoint: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    outcome: Outcome = Outcome.COMPLETED
 
     @property
     def losses(self) -> list[float]:

@@ -8,18 +8,8 @@ from torch import nn
 
 from ...architecture import head_module_names, unwrap
 from ...errors import AdapterError
+from ...tasks import all_tasks, get_task
 from ..registry import Field
-
-# nbtune task -> peft TaskType (prompt methods need it to place virtual tokens; others use it for the head).
-PEFT_TASK_TYPES = {
-    "text-classification": "SEQ_CLS",
-    "token-classification": "TOKEN_CLS",
-    "question-answering": "QUESTION_ANS",
-    "causal-lm": "CAUSAL_LM",
-    "seq2seq": "SEQ_2_SEQ_LM",
-}
-# Tasks whose head is new for the task and must be trained and saved with the adapter.
-HEAD_TRAINED_TASKS = ("text-classification", "token-classification", "question-answering", None)
 
 TARGETS = Field("targets", "targets", "qkv", "'qkv', 'all-linear', short names ['query', 'value'] or selectors")
 
@@ -38,7 +28,7 @@ def probability(value, what: str) -> float:
 
 def modules_to_save(model: nn.Module, task: str | None) -> list[str] | None:
     """The head, relative to the unwrapped model, when the task trains a fresh head."""
-    if task not in HEAD_TRAINED_TASKS:
+    if task is not None and not get_task(task).new_head:  # a plain module (no task) keeps its head trainable too
         return None
     inner, _ = unwrap(model)
     heads = head_module_names(inner)
@@ -46,9 +36,9 @@ def modules_to_save(model: nn.Module, task: str | None) -> list[str] | None:
 
 
 def task_type(task: str | None, method: str, soft_prompt: bool = False) -> str | None:
-    found = PEFT_TASK_TYPES.get(task)
+    found = get_task(task).peft_task_type if task else None
     if found is None and soft_prompt:
-        supported = ", ".join(PEFT_TASK_TYPES)
+        supported = ", ".join(t.name for t in all_tasks() if t.peft_task_type)
         raise AdapterError(
             f"{method} needs a task peft knows how to prepend virtual tokens for ({supported}); this session's "
             f"task is {task!r}. Load the model with one of those tasks, or use LoRA/IA3."
