@@ -10,7 +10,7 @@ import torch
 import nbtune
 from nbtune import AdapterError
 from nbtune.core.adapters import AdapterMethod, Field, all_methods, get_method, method_names, register_method
-from nbtune.core.adapters.registry import _REGISTRY
+from nbtune.core.adapters.registry import unregister_method
 from nbtune.core.architecture import is_adapter_param
 
 from adapter_helpers import batch_for, changed, optimise, snapshot
@@ -140,5 +140,5 @@ def test_a_method_registered_elsewhere_appears_everywhere(tiny_dirs):
         info = s.add_adapter("tinylora_test", r=3)
         assert info.params > 0
     finally:
-        _REGISTRY.pop("tinylora_test")
+        unregister_method("tinylora_test")
     assert extra not in all_methods()

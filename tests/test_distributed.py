@@ -19,6 +19,8 @@ from nbtune.core.recipe import RecipeError, build_session, read_recipe
 from tiny_models import tiny_config
 from training_helpers import toy_rows
 
+pytestmark = pytest.mark.slow
+
 PY = sys.executable
 TESTS = Path(__file__).resolve().parent
 
@@ -91,19 +93,20 @@ def test_recipe_errors_before_anything_runs(tmp_path, quiet_bert):
     assert "torch.distributed.run" not in proc.stdout  # no process was started
 
 
-def test_too_many_processes_and_missing_deepspeed(recipe, tmp_path):
+def test_too_many_processes_and_sharded_strategies_refused(recipe, tmp_path):
     proc = cli("launch", recipe, "--processes", "512", check=False)
     assert proc.returncode == 2 and "512" in proc.stderr and "at most" in proc.stderr
-    proc = cli("accelerate-config", recipe, "--strategy", "deepspeed-zero3", "--processes", "2",
-               "-o", tmp_path / "ds.yaml", check=False)
-    assert proc.returncode == 2 and "pip install deepspeed" in proc.stderr
+    for strategy in ("fsdp", "deepspeed-zero2", "deepspeed-zero3"):  # the loop does not drive them yet: say so
+        proc = cli("accelerate-config", recipe, "--strategy", strategy, "--processes", "2",
+                   "-o", tmp_path / "s.yaml", check=False)
+        assert proc.returncode == 2 and "does not drive" in proc.stderr and "--strategy ddp" in proc.stderr
+        assert not (tmp_path / "s.yaml").exists()
+    (tmp_path / "fsdp.yaml").write_text("distributed_type: FSDP\nnum_processes: 2\n")
+    proc = cli("launch", recipe, "--processes", "2", "--config", tmp_path / "fsdp.yaml", check=False)
+    assert proc.returncode == 2 and "does not drive" in proc.stderr
 
 
 def test_accelerate_configs(recipe, tmp_path):
-    cli("accelerate-config", recipe, "--strategy", "fsdp", "--processes", "4", "-o", tmp_path / "fsdp.yaml")
-    fsdp = yaml.safe_load((tmp_path / "fsdp.yaml").read_text())
-    assert fsdp["distributed_type"] == "FSDP" and fsdp["num_processes"] == 4
-    assert fsdp["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "BertLayer"
     cli("accelerate-config", recipe, "--strategy", "ddp", "--processes", "2", "--machines", "2", "-o", tmp_path / "d.yaml")
     ddp = yaml.safe_load((tmp_path / "d.yaml").read_text())
     assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_machines"] == 2 and ddp["num_processes"] == 4
@@ -179,3 +182,11 @@ def test_export_by_magic(shell, tiny_dirs, tmp_path):
     with pytest.raises(RecipeError, match="only exist in a notebook"):
         (tmp_path / "x.yaml").write_text("model: m\ndata: {train: $df}\n")
         read_recipe(tmp_path / "x.yaml")
+
+
+def test_processes_refuse_what_they_cannot_carry(tiny_dirs):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    for kwargs in ({"callbacks": [lambda e, c: None]}, {"resume": True}, {"progress": "notebook"}):
+        with pytest.raises(nbtune.TrainingError, match="cannot take callbacks, resume or a live view"):
+            s.train(toy_rows(16), processes=2, **kwargs)
+    assert s.history.rows == []

@@ -11,6 +11,8 @@ import pytest
 
 from nbtune.notebooks import execute, outputs
 
+pytestmark = pytest.mark.kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 

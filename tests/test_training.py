@@ -567,3 +567,31 @@ def test_early_stopping_patience_survives_an_interrupt(tiny_dirs):
     assert run.reason == "interrupted" and s.training.position.callbacks["EarlyStopping"]["bad"] >= 1
     resumed = s.train(data, eval=data, resume=True, **settings)
     assert resumed.reason == "early stopping" and resumed.global_step == stop_step
+
+
+def test_a_tasks_step_metrics_reach_history_and_plot(tiny_dirs):
+    """Adding a live per-step metric is one method on a task class: registered, it reaches StepEnded, the history
+    and the dashboard's plot with no other change."""
+    from nbtune.core.tasks import register_task
+    from nbtune.core.tasks.classification import ClassificationTask
+    from nbtune.core.tasks.registry import unregister_task
+    from nbtune.ui.plot import LossPlot, step_metric_names
+
+    @register_task
+    class WithAccuracy(ClassificationTask):
+        name = "classification-with-train-accuracy"
+        aliases = ()
+
+        def step_metrics(self, outputs, batch):
+            return {"train_accuracy": (outputs.logits.argmax(-1) == batch["labels"]).float().mean()}
+
+    try:
+        s = nbtune.load(tiny_dirs["bert"], task="classification-with-train-accuracy", num_labels=2)
+        seen = []
+        s.train(toy_rows(32), callbacks=[lambda e, c: seen.append(e) if isinstance(e, StepEnded) else None],
+                **fast(epochs=1))
+    finally:
+        unregister_task("classification-with-train-accuracy")
+    assert seen and all(0 <= e.metrics["train_accuracy"] <= 1 for e in seen)
+    assert step_metric_names(s.history.rows) == ["train_accuracy"]
+    assert LossPlot().png(s.history.rows)[:4] == b"\x89PNG"

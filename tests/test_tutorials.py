@@ -8,6 +8,8 @@ import pytest
 
 from nbtune.notebooks import execute, outputs
 
+pytestmark = pytest.mark.kernel
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = str(ROOT.parent / "shared" / "data")
 

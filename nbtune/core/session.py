@@ -325,17 +325,23 @@ class Session:
         from .training.loop import fit
 
         if processes is not None and processes != 1:
+            from .errors import TrainingError
             from .training.distributed import train_in_processes
 
+            # the other processes are copies of this one: what they cannot share is refused, not silently dropped
+            if list(callbacks) or resume is not None or progress not in ("auto", "text"):
+                raise TrainingError(
+                    "train(processes=N) cannot take callbacks, resume or a live view: the N processes are copies "
+                    "that print text. Export a recipe and use `nbtune launch --resume`, or train in this process."
+                )
+            if task is not None and get_task_name(task) != self.task:
+                self.switch_task(task)  # in this process, before the copies are made
             result = train_in_processes(self, data, eval, processes, settings, log=log)
             self._changed(Change.TRAIN)
             return result
         cfg = TrainConfig.from_kwargs(**settings)
-        if task is not None:
-            from .tasks import get_task
-
-            if get_task(task).name != self.task:
-                self.switch_task(task)
+        if task is not None and get_task_name(task) != self.task:
+            self.switch_task(task)
         from .training.progress import progress_views
 
         views, console = progress_views(progress if log else "none", f"training {self.name}")
@@ -420,3 +426,10 @@ class Session:
         self.notes.extend(notes)
         self._changed(Change.MODEL)  # a new model object: widgets rebuild their tree
         return notes
+
+
+def get_task_name(task: str) -> str:
+    """The registered name of ``task`` (aliases accepted)."""
+    from .tasks import get_task
+
+    return get_task(task).name

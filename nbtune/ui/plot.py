@@ -8,9 +8,21 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+_STEP_KEYS = {"step", "epoch", "loss", "lr", "grad_norm", "examples_per_s", "seconds"}
+
+
+def step_metric_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The task's per-step metrics in the history (anything a training row holds beyond the loop's own keys)."""
+    names: dict[str, None] = {}
+    for r in rows:
+        if r.get("loss") is not None:
+            names.update(dict.fromkeys(k for k in r if k not in _STEP_KEYS and not k.startswith("eval_")))
+    return list(names)
+
 
 class LossPlot:
-    """Train loss (raw and smoothed) and eval loss against the step; ``png()`` redraws the same figure."""
+    """Train loss (raw and smoothed) and eval loss against the step; the task's per-step metrics (reward margin,
+    accuracy...) in a second panel beside it when there are any. ``png()`` redraws the same figure."""
 
     def __init__(self, width: float = 6.5, height: float = 3.0):
         self.figure = Figure(figsize=(width, height), dpi=96)
@@ -19,7 +31,8 @@ class LossPlot:
     def png(self, rows: list[dict[str, Any]], title: str = "") -> bytes:
         fig = self.figure
         fig.clear()
-        ax = fig.add_subplot(1, 1, 1)
+        extra = step_metric_names(rows)
+        ax = fig.add_subplot(1, 2 if extra else 1, 1)
         steps = [r["step"] for r in rows if r.get("loss") is not None]
         losses = [r["loss"] for r in rows if r.get("loss") is not None]
         if steps:
@@ -39,6 +52,15 @@ class LossPlot:
         ax.grid(alpha=0.3)
         if steps or evals:
             ax.legend(loc="upper right", fontsize=8)
+        if extra:
+            side = fig.add_subplot(1, 2, 2)
+            for name in extra:
+                points = [(r["step"], r[name]) for r in rows if r.get(name) is not None and r.get("loss") is not None]
+                if points:
+                    side.plot(*zip(*points), linewidth=1.5, label=name.replace("_", " "))
+            side.set_xlabel("step")
+            side.grid(alpha=0.3)
+            side.legend(loc="best", fontsize=8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.canvas.print_png(buffer)

@@ -88,6 +88,12 @@ def register_method(method: AdapterMethod) -> AdapterMethod:
     return method
 
 
+def unregister_method(name: str) -> None:
+    """Remove a method registered at run time (tests, experiments)."""
+    _REGISTRY.pop(name, None)
+    adapter_param_prefixes.cache_clear()
+
+
 def _ensure_loaded() -> None:
     from . import methods  # noqa: F401  (importing the package registers every method file in it)
 

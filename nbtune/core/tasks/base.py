@@ -67,6 +67,12 @@ class TaskHandler:
     def apply(self, session, features: Features) -> None:
         """Changes to the model that the data implies (label names), made only once all data is valid."""
 
+    def step_metrics(self, outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-step training metrics besides the loss, as 0-d device tensors (no host sync here: the loop reads them
+        with the loss, once per step). They reach ``StepEnded.metrics``, the history and the dashboard's second
+        panel; e.g. preference tuning's reward margin and accuracy. None by default."""
+        return {}
+
     def predict(self, session, items: list, batch_size: int, max_length: int | None) -> list[dict[str, Any]]:
         """One prediction dict per input item (the model is in eval mode)."""
         raise TaskError(f"predict() is not defined for {self.name}; use evaluate(data) for its metrics.")

@@ -29,6 +29,11 @@ def register_task(cls: type[TaskHandler]) -> type[TaskHandler]:
     return cls
 
 
+def unregister_task(name: str) -> None:
+    """Remove a task registered at run time (tests, experiments); the built-in ones stay."""
+    _TASKS.pop(name, None)
+
+
 _loaded = False
 
 

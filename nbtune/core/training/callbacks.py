@@ -78,7 +78,7 @@ class History(Callback):
 
     def on_step_ended(self, e: StepEnded, control: Control) -> None:
         self.rows.append({"step": e.step, "epoch": e.epoch, "loss": e.loss, "lr": e.lr, "grad_norm": e.grad_norm,
-                          "examples_per_s": e.examples_per_s, "seconds": e.elapsed})
+                          "examples_per_s": e.examples_per_s, "seconds": e.elapsed, **e.metrics})
 
     def on_eval_ended(self, e: EvalEnded, control: Control) -> None:
         self.rows.append({"step": e.step, "epoch": e.epoch, **{f"eval_{k}": v for k, v in e.metrics.items()}})

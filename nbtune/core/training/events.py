@@ -56,6 +56,7 @@ class StepEnded:
     examples_per_s: float
     tokens_per_s: float
     elapsed: float
+    metrics: dict[str, float] = field(default_factory=dict)  # the task's per-step metrics (TaskHandler.step_metrics)
 
 
 @dataclass(frozen=True)

@@ -316,6 +316,8 @@ class _Run:
         self.last_checkpoint: str | None = None
         self.messages: list[str] = []
         self.skipped_steps = 0  # consecutive fp16 steps the loss scaler skipped
+        self.step_metrics: dict[str, torch.Tensor] = {}
+        self.step_metric_values: dict[str, float] = {}
 
     def emit(self, event) -> None:
         for listener in self.listeners:
@@ -337,24 +339,33 @@ class _Run:
         """The step's weighted mean loss as a device tensor: no host sync here (a sync per micro-batch stalls a GPU
         that could already queue the next kernels); ``optimizer_step`` reads loss and norm in one transfer."""
         total = torch.zeros((), device=self.accelerator.device)
+        self.step_metrics: dict[str, torch.Tensor] = {}
         for batch in batches:
             for chunk in _split(batch, self.position.splits):
                 chunk = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in chunk.items()}
                 with self.accelerator.autocast():
-                    loss = self.handler.forward(self.model, chunk).loss
+                    outputs = self.handler.forward(self.model, chunk)
+                loss = outputs.loss
                 weight = self.handler.batch_size_of(chunk) / n_examples
                 # backward on a non-finite loss only makes non-finite gradients, which are never applied below
                 self.accelerator.backward(loss * weight)
                 total += loss.detach().float() * weight
+                for key, value in self.handler.step_metrics(outputs, chunk).items():  # example-weighted means
+                    self.step_metrics[key] = self.step_metrics.get(key, 0.0) + value.detach().float() * weight
+                del outputs
         return total
 
     def _try_step(self, batches, n_examples) -> tuple[float, float | None]:
         loss_t = self._forward_backward(batches, n_examples)
         norm_t = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
+        keys = list(self.step_metrics)
+        extra = [self.step_metrics[k] for k in keys]
         if norm_t is None:  # some accelerate back-ends (DeepSpeed) clip inside their own step
-            loss, norm = float(loss_t), None
-        else:
-            loss, norm = torch.stack([loss_t, norm_t.detach().float().to(loss_t.device)]).tolist()
+            loss, *values = torch.stack([loss_t, *extra]).tolist()
+            norm = None
+        else:  # one transfer for everything the step reports
+            loss, norm, *values = torch.stack([loss_t, norm_t.detach().float().to(loss_t.device), *extra]).tolist()
+        self.step_metric_values = dict(zip(keys, values))
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             return loss, None
@@ -496,7 +507,8 @@ class _Run:
                     self.state.global_step += 1
                     pos.rng = ckpt_mod.rng_state()  # before the listeners: one of them may interrupt
                     self.emit(StepEnded(self.state.global_step, pos.run_step, pos.total_steps, self._epoch(), loss,
-                                        self.step_lr, norm, n / seconds, tokens / seconds, time.perf_counter() - t_start))
+                                        self.step_lr, norm, n / seconds, tokens / seconds, time.perf_counter() - t_start,
+                                        dict(self.step_metric_values)))
                     if self.control.should_evaluate:
                         self.control.should_evaluate = False
                         self.evaluate()
