@@ -361,7 +361,7 @@ class Session:
                           columns=dict(columns or {}))
         handler = handler_for(self)
         features = prepare_data(self, handler, data, cfg, None, "evaluation")
-        return evaluate_features(self, handler, features, cfg, eval_runtime(self.model))
+        return evaluate_features(self, handler, features, cfg, eval_runtime(self))
 
     def predict(self, inputs: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
         """The task's predictions, one dict per input: label and scores for classification (texts or

@@ -65,7 +65,7 @@ _ACCELERATOR = None
 def get_accelerator(precision: str):
     """One Accelerator per process: accelerate fixes mixed precision for the life of the kernel."""
     global _ACCELERATOR
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
 
     if precision == "auto":
         if _ACCELERATOR is not None:
@@ -75,7 +75,10 @@ def get_accelerator(precision: str):
         # split_batches: with N processes each takes 1/N of every batch, so the global batch is the recipe's
         # batch_size whatever N is. cpu=True on CPU-only machines lets a gloo launch (torchrun,
         # notebook_launcher) be seen as multi-process.
-        _ACCELERATOR = Accelerator(mixed_precision=precision, split_batches=True, cpu=not torch.cuda.is_available())
+        # device_placement=False: nbtune moves the model and each micro-batch itself, so batch statistics (token
+        # counts) are read on the host without a device sync.
+        _ACCELERATOR = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), device_placement=False,
+                                   dataloader_config=DataLoaderConfiguration(split_batches=True))
     elif _ACCELERATOR.mixed_precision != precision:
         raise TrainConfigError(
             f"This kernel already trains with precision={_ACCELERATOR.mixed_precision!r} (accelerate fixes it per "
@@ -102,9 +105,13 @@ def current_accelerator():
     return _ACCELERATOR
 
 
-def eval_runtime(model):
-    """The Accelerator if training already made one, else the model's own device."""
-    return _ACCELERATOR if _ACCELERATOR is not None else _LocalRuntime(next(model.parameters()).device)
+def eval_runtime(session):
+    """The Accelerator this session trained with (its device and autocast), else the model's own device."""
+    accelerator = session.training.accelerator
+    device = next(session.model.parameters()).device
+    if accelerator is not None and accelerator.device.type == device.type:
+        return accelerator
+    return _LocalRuntime(device)  # never trained, or moved to another device since
 
 
 # fp16 loss scaling halves the scale at each overflow; this many skipped steps in a row (scale / 2**20) means the
@@ -305,12 +312,16 @@ class _Run:
         self.state: TrainingState = session.training
         self.position: RunPosition = self.state.position
         self.control = Control()
-        self.sampler = loader.batch_sampler  # ours: set_epoch / skip act on it, also under a distributed wrapper
-        self.model = session.model
-        if accelerator.num_processes > 1:  # DDP/FSDP wrapping; each process trains on its slice of every batch
-            self.model = accelerator.prepare_model(session.model)
+        self.sampler = loader.batch_sampler  # ours: set_epoch / skip act on it, also under accelerate's shard
+        if accelerator.num_processes > 1:
+            # One prepare call for what several processes share: the model (DDP), the optimizer, and the loader,
+            # whose batches accelerate splits so each process trains on its part of every global batch.
+            self.model, self.optimizer, self.loader = accelerator.prepare(session.model, self.state.optimizer, loader)
+        else:
+            # One process: nothing to wrap or split. Preparing the model here would patch the user's model.forward
+            # with autocast for as long as the session lives; the loop enters accelerator.autocast() itself instead.
+            self.model, self.optimizer = session.model, accelerator.prepare(self.state.optimizer)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = accelerator.prepare_optimizer(self.state.optimizer)
         self.metrics: dict[str, float] = {}
         self.last_eval_step = -1
         self.last_checkpoint: str | None = None
@@ -325,16 +336,6 @@ class _Run:
         self.messages.extend(m for m in self.control.messages if m not in self.messages)
 
     # -- one optimizer step ----------------------------------------------------------------------
-    def _shard(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """This process's contiguous slice of a global batch. Every process collates the same batch (same order,
-        same padding), so N processes compute exactly what one process computes on the whole batch."""
-        n, rank = self.accelerator.num_processes, self.accelerator.process_index
-        if n == 1:
-            return batch
-        size = next(iter(batch.values())).shape[0]
-        per = size // n
-        return {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
-
     def _forward_backward(self, batches, n_examples) -> torch.Tensor:
         """The step's weighted mean loss as a device tensor: no host sync here (a sync per micro-batch stalls a GPU
         that could already queue the next kernels); ``optimizer_step`` reads loss and norm in one transfer."""
@@ -389,7 +390,6 @@ class _Run:
 
     def optimizer_step(self, batches) -> tuple[float, float | None]:
         """Forward/backward over the step's batches, clip, update. Non-finite values never update the weights."""
-        batches = [self._shard(b) for b in batches]
         n_examples = sum(self.handler.batch_size_of(b) for b in batches)
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (reported, not the next one)
         while True:
@@ -499,8 +499,8 @@ class _Run:
                     if processes > 1:  # report the mean over processes, as one process would see it
                         loss = float(self.accelerator.reduce(torch.tensor(loss, device=self.accelerator.device), "mean"))
                     seconds = time.perf_counter() - t0
-                    n = sum(self.handler.batch_size_of(b) for b in step_batches)  # global batches, all processes
-                    tokens = sum(self.handler.tokens_of(b) for b in step_batches)
+                    n = sum(self.handler.batch_size_of(b) for b in step_batches) * processes  # all processes
+                    tokens = sum(self.handler.tokens_of(b) for b in step_batches) * processes
                     examples_done += n
                     pos.batch_in_epoch += len(step_batches)
                     pos.run_step += 1
