@@ -522,7 +522,7 @@ def test_an_error_inside_a_run_still_ends_it_for_every_view(bert):
 
 
 def test_a_failed_plan_changes_nothing(bert):
-    from nbtune.core.training.loop import get_accelerator
+    from nbtune.core.training.runtime import get_accelerator
 
     get_accelerator("no")  # this process trains in fp32; bf16 cannot be switched to without a restart
     before = dict(bert.model.config.id2label)

@@ -278,7 +278,7 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
 
 def is_main_process() -> bool:
     """False in the second and later processes of a multi-process run (only the first writes files)."""
-    from .training.loop import current_accelerator
+    from .training.runtime import current_accelerator
 
     accelerator = current_accelerator()
     return accelerator is None or accelerator.is_main_process

@@ -354,7 +354,8 @@ class Session:
         """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""
         from .tasks.handlers import handler_for
         from .training.config import TrainConfig
-        from .training.loop import eval_runtime, evaluate_features, prepare_data
+        from .training.evaluation import evaluate_features, prepare_data
+        from .training.runtime import eval_runtime
 
         self.require_weights("evaluate")
         cfg = TrainConfig(batch_size=batch_size, eval_batch_size=batch_size, max_length=max_length,

@@ -50,7 +50,8 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
 
     from ..tasks.handlers import handler_for
     from .config import TrainConfig
-    from .loop import current_accelerator, prepare_data
+    from .evaluation import prepare_data
+    from .runtime import current_accelerator
 
     check_process_count(processes)
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -21,12 +21,13 @@ from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
 from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard, check_callback
-from .config import TrainConfig, TrainConfigError
-from .data import DataError, Features, load_table, make_loader
+from .config import TrainConfig
+from .data import make_loader
+from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from .optim import build_optimizer, build_scheduler, param_groups, signature
-from .precision import resolve_precision
 from .result import RunResult
+from .runtime import get_accelerator
 
 
 @dataclass
@@ -59,61 +60,6 @@ class TrainingState:
     accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
 
 
-_ACCELERATOR = None
-
-
-def get_accelerator(precision: str):
-    """One Accelerator per process: accelerate fixes mixed precision for the life of the kernel."""
-    global _ACCELERATOR
-    from accelerate import Accelerator, DataLoaderConfiguration
-
-    if precision == "auto":
-        if _ACCELERATOR is not None:
-            return _ACCELERATOR
-        precision = resolve_precision("auto")
-    if _ACCELERATOR is None:
-        # split_batches: with N processes each takes 1/N of every batch, so the global batch is the recipe's
-        # batch_size whatever N is. cpu=True on CPU-only machines lets a gloo launch (torchrun,
-        # notebook_launcher) be seen as multi-process.
-        # device_placement=False: nbtune moves the model and each micro-batch itself, so batch statistics (token
-        # counts) are read on the host without a device sync.
-        _ACCELERATOR = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), device_placement=False,
-                                   dataloader_config=DataLoaderConfiguration(split_batches=True))
-    elif _ACCELERATOR.mixed_precision != precision:
-        raise TrainConfigError(
-            f"This kernel already trains with precision={_ACCELERATOR.mixed_precision!r} (accelerate fixes it per "
-            f"process). Restart the kernel to use {precision!r}, or pass precision='auto'."
-        )
-    return _ACCELERATOR
-
-
-class _LocalRuntime:
-    """Evaluation without an Accelerator: creating one fixes accelerate's process state, which would stop a
-    later multi-process launch from the notebook (``train(processes=N)``)."""
-
-    def __init__(self, device):
-        self.device = device
-
-    def autocast(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
-def current_accelerator():
-    """This process's Accelerator, or None before any training (accelerate keeps one state per process)."""
-    return _ACCELERATOR
-
-
-def eval_runtime(session):
-    """The Accelerator this session trained with (its device and autocast), else the model's own device."""
-    accelerator = session.training.accelerator
-    device = next(session.model.parameters()).device
-    if accelerator is not None and accelerator.device.type == device.type:
-        return accelerator
-    return _LocalRuntime(device)  # never trained, or moved to another device since
-
-
 # fp16 loss scaling halves the scale at each overflow; this many skipped steps in a row (scale / 2**20) means the
 # gradients overflow at any scale, i.e. a real fault rather than the scaler calibrating.
 MAX_SKIPPED_FP16_STEPS = 20
@@ -137,53 +83,6 @@ def _split(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.T
     return [{k: v[i:i + step] for k, v in batch.items()} for i in range(0, size, step)]
 
 
-def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
-    """Loss and the task's metrics over ``features``, in eval mode, without gradients."""
-    loader = make_loader(features, handler.eval_collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
-                         cfg.seed, shuffle=False, group_by_length=False)
-    model = session.model
-    was_training = model.training
-    session.eval_mode()
-    store: dict[str, list] = {}
-    loss_sum, count = 0.0, 0
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                with accelerator.autocast():
-                    outputs = handler.forward(model, batch)
-                n = handler.batch_size_of(batch)
-                if outputs.loss is not None:
-                    loss_sum += float(outputs.loss) * n
-                    count += n
-                handler.collect(outputs, batch, store)
-        metrics = handler.metrics(store, loss_sum / count if count else float("nan"), features)
-        if cfg.eval_generate:
-            metrics.update(handler.generation_metrics(session, features, cfg))
-    finally:
-        if was_training:
-            session.train_mode()
-    return metrics
-
-
-def prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
-    if handler.raw_data:
-        return handler.prepare(session, data, cfg, require_labels=True)
-    table = load_table(data, split=split)
-    if len(table) == 0:
-        raise DataError(f"The {what} data has no rows.")
-    return handler.prepare(session, table, cfg, require_labels=True)
-
-
-def _eval_data_from(train_data, eval_data):
-    """With a DatasetDict and no eval data, use its validation split if it has one."""
-    if eval_data is None and type(train_data).__name__ == "DatasetDict":
-        for name in ("validation", "dev", "test"):
-            if name in train_data:
-                return train_data, name
-    return eval_data, None
-
-
 def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         callbacks: Iterable[Callable] = (), resume: Any = None, log: bool = True) -> RunResult:
     """Train ``session.model`` on ``train_data``; see ``Session.train`` for the user-facing description."""
@@ -193,7 +92,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     state: TrainingState = session.training
 
     # 1. Check everything that depends on the input before changing anything.
-    eval_source, eval_split = _eval_data_from(train_data, eval_data)
+    eval_source, eval_split = eval_data_from(train_data, eval_data)
     train_features = prepare_data(session, handler, train_data, cfg, "train" if eval_split else None, "training")
     eval_features = (prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
                      if eval_source is not None else None)
