@@ -23,7 +23,7 @@ def _widget_for(field):
 
     label = field.name.replace("_", " ")
     if field.kind == "bool":
-        return w.Checkbox(value=bool(field.default), description=label, indent=False, tooltip=field.help)
+        return w.Checkbox(value=bool(field.default), description=label, indent=False)
     if field.kind == "choice":
         return w.Dropdown(options=list(field.choices), value=field.default, description=label)
     if field.kind == "int":
