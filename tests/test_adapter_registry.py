@@ -142,3 +142,18 @@ def test_a_method_registered_elsewhere_appears_everywhere(tiny_dirs):
     finally:
         unregister_method("tinylora_test")
     assert extra not in all_methods()
+
+
+def test_attached_and_reloaded_sessions_keep_eval_mode(tiny_dirs, tmp_path):
+    """A loaded session is in eval mode; attaching an adapter or reloading a saved one does not switch dropout on
+    (calling s.model(...) directly would give noisy logits)."""
+    s = bert_session(tiny_dirs)
+    assert not s.model.training
+    s.add_adapter("lora", r=4)
+    assert not s.model.training
+    s.save(tmp_path / "saved")
+    again = nbtune.load(tmp_path / "saved")
+    assert not again.model.training
+    batch = batch_for(again)
+    with torch.no_grad():
+        assert torch.equal(again.model(**batch).logits, again.model(**batch).logits)

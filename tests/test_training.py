@@ -595,3 +595,21 @@ def test_a_tasks_step_metrics_reach_history_and_plot(tiny_dirs):
     assert seen and all(0 <= e.metrics["train_accuracy"] <= 1 for e in seen)
     assert step_metric_names(s.history.rows) == ["train_accuracy"]
     assert LossPlot().png(s.history.rows)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("given, meant", [("learning_rate", "lr"), ("num_epochs", "epochs"),
+                                          ("gradient_accumulation_steps", "grad_accum"), ("max_seq_length", "max_length")])
+def test_names_from_other_tools_suggest_nbtunes(given, meant):
+    from nbtune.core.training.config import TrainConfig
+
+    with pytest.raises(TrainConfigError, match=f"'{given}' \\(did you mean '{meant}'\\?\\)"):
+        TrainConfig.from_kwargs(**{given: 1})
+
+
+def test_adapter_and_recipe_synonyms(bert):
+    from nbtune.core.recipe import RecipeError, parse_recipe
+
+    with pytest.raises(nbtune.AdapterError, match="'rank' \\(did you mean 'r'\\?\\)"):
+        bert.add_adapter("lora", rank=8)
+    with pytest.raises(RecipeError, match="'rank' \\(did you mean 'r'\\?\\)"):
+        parse_recipe({"model": "m", "lora": {"rank": 8}})

@@ -77,14 +77,35 @@ class OutOfMemoryError(TrainingError):
     """The device ran out of memory and the micro-batch could not (or may not) be halved further."""
 
 
+# Names people bring from other tools (transformers' TrainingArguments, peft's configs) -> nbtune's, offered before
+# any spelling guess: "learning_rate" is closer in spelling to "warmup" than to "lr".
+SYNONYMS = {
+    "learning_rate": "lr", "learningrate": "lr", "num_epochs": "epochs", "num_train_epochs": "epochs",
+    "n_epochs": "epochs", "epoch": "epochs", "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size", "bs": "batch_size", "batchsize": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "accumulation_steps": "grad_accum", "warmup_ratio": "warmup",
+    "warmup_steps": "warmup", "max_seq_length": "max_length", "max_seq_len": "max_length", "max_len": "max_length",
+    "lr_scheduler_type": "schedule", "lr_scheduler": "schedule", "scheduler": "schedule",
+    "mixed_precision": "precision", "fp16": "precision", "bf16": "precision", "output_dir": "checkpoint_dir",
+    "eval_steps": "eval_every", "save_steps": "save_every", "early_stopping_patience": "early_stopping",
+    "patience": "early_stopping", "per_device_eval_batch_size": "eval_batch_size", "clip": "max_grad_norm",
+    "rank": "r", "lora_r": "r", "lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+    "target_modules": "targets", "target": "targets", "num_virtual_tokens": "n_tokens",
+    "virtual_tokens": "n_tokens", "use_dora": "dora", "use_rslora": "rslora",
+}
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates most similar to ``word`` (best first), for "did you mean" hints.
 
-    Besides difflib's ratio we also offer candidates that contain ``word`` as a dotted component,
-    because users usually type a short name (``attention``) for a long dotted path.
+    A known synonym (``learning_rate`` for ``lr``, ``rank`` for ``r``) comes first. Besides difflib's ratio we also
+    offer candidates that contain ``word`` as a dotted component, because users usually type a short name
+    (``attention``) for a long dotted path.
     """
     pool = list(dict.fromkeys(candidates))
-    found = difflib.get_close_matches(word, pool, n=n, cutoff=0.5)
+    synonym = SYNONYMS.get(str(word).lower())
+    found = [synonym] if synonym in pool else []
+    found += [c for c in difflib.get_close_matches(word, pool, n=n, cutoff=0.5) if c not in found]
     tail = word.split(".")[-1]
     for cand in pool:
         if len(found) >= n:

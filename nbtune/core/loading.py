@@ -277,6 +277,7 @@ def _load_saved(folder, meta: dict[str, Any], dtype, **model_kwargs):
                               tokenizer=tokenizer, trust_remote_code=base.get("trust_remote_code", False),
                               revision=base.get("revision"), dtype=dtype, **model_kwargs)
     persist.restore(session, folder, meta)
+    session.eval_mode()  # as a fresh load is: peft leaves rebuilt adapters in training mode (dropout on)
     return session
 
 

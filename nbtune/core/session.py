@@ -191,7 +191,9 @@ class Session:
         spec = get_method(method)
         spec.check_settings(settings)
         plan = spec.plan(self.model, self.task, self.tokenizer, **settings)  # validates; the model is untouched
+        was_training = self.model.training
         model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
+        model.train(was_training)  # attaching does not change the mode the session was in
         self.model = model
         self.adapter_settings[name] = {"method": spec.name, **plan.settings}
         self.notes.extend(notes)
