@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .recipe import Recipe, RecipeError
-from .tasks import get_task
+from .tasks import is_labelled
 from .training.config import TrainConfig
 
 
@@ -54,7 +54,7 @@ def export_session(session, path: str | os.PathLike, data: dict[str, Any] | None
     path.parent.mkdir(parents=True, exist_ok=True)
     model, load = _model_reference(session)
     config = getattr(session.model, "config", None)
-    if session.task and get_task(session.task).labelled and config is not None:
+    if is_labelled(session.task) and config is not None:
         load["labels"] = [config.id2label[i] for i in range(config.num_labels)]
     adapters = session.adapters
     if len(adapters) > 1:

@@ -9,7 +9,7 @@ from torch import nn
 
 from .architecture import is_linear_like, task_head_names
 from .errors import HeadError
-from .tasks import check_labels, label_config
+from .tasks import check_labels, is_labelled, label_config
 
 
 @dataclass
@@ -24,12 +24,6 @@ class HeadChange:
     def __repr__(self) -> str:
         return (f"HeadChange({self.name}: {list(self.old_shape)} -> {list(self.new_shape)} fresh weights, "
                 f"labels={self.labels})")
-
-
-def _labelled(task: str | None) -> bool:
-    from .tasks import get_task
-
-    return task is not None and get_task(task).labelled
 
 
 def _init_linear(linear: nn.Module, std: float | None) -> None:
@@ -53,7 +47,7 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
     """
     num_labels, labels = check_labels(num_labels, labels, HeadError)
     if num_labels is not None:
-        if task is not None and not _labelled(task):
+        if task is not None and not is_labelled(task):
             raise HeadError(f"A {task} head is sized by its vocabulary or spans, not num_labels; "
                             "call reset_head() without num_labels to re-initialise it.")
     heads = task_head_names(model)
@@ -91,9 +85,9 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
         if config is not None and out_new == out_old and getattr(config, "id2label", None)
         else [f"LABEL_{i}" for i in range(out_new)]
     )
-    if config is not None and _labelled(task):
+    if config is not None and is_labelled(task):
         for key, value in label_config(task, out_new, names).items():
             setattr(config, key, value)
     if hasattr(model, "num_labels"):
         model.num_labels = out_new
-    return HeadChange(last_name, old_shape, tuple(new.weight.shape), names if _labelled(task) else [])
+    return HeadChange(last_name, old_shape, tuple(new.weight.shape), names if is_labelled(task) else [])

@@ -129,7 +129,7 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
-    moments per trainable parameter, plus one trainable-sized temporary while it steps. Activations (transformers
+    moments per trainable parameter, plus half the gradients' size in temporaries while it steps. Activations (transformers
     configs only): what each block keeps for backward (``_activation_bytes_per_token``) in the blocks that need it,
     the 16-bit copies of their weights that mixed precision makes, and the logits of a language-model head.
     ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``

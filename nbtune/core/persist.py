@@ -30,7 +30,7 @@ import torch
 from .architecture import is_peft_model, unwrap
 from .errors import SaveError
 from .params import copy_tensors
-from .tasks import get_task
+from .tasks import is_labelled
 from .version import __version__
 
 META_FILE = "nbtune.json"
@@ -132,7 +132,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
     config = getattr(getattr(session.model, "config", None), "to_dict", None)
     id2label = None
     inner_config = getattr(unwrap(session.model)[0], "config", None)
-    if session.task and get_task(session.task).labelled and inner_config is not None:
+    if is_labelled(session.task) and inner_config is not None:
         id2label = {int(k): v for k, v in inner_config.id2label.items()}
     return {
         "format": FORMAT,

@@ -100,7 +100,7 @@ def _as_list(value: Any, key: str) -> list[str]:
 def _method_params(method: str) -> list[str]:
     from .adapters import get_method
 
-    return [*get_method(method).setting_names, "name"]
+    return list(get_method(method).accepted_keys)
 
 
 def _loader():

@@ -193,8 +193,11 @@ class Session:
         plan = spec.plan(self.model, self.task, self.tokenizer, **settings)  # validates; the model is untouched
         was_training = self.model.training
         model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
-        model.train(was_training)  # attaching does not change the mode the session was in
         self.model = model
+        if was_training:  # attaching keeps the session's mode (through its own switch: frozen BatchNorm stays in eval)
+            self.train_mode()
+        else:
+            self.eval_mode()
         self.adapter_settings[name] = {"method": spec.name, **plan.settings}
         self.notes.extend(notes)
         self._changed(Change.MODEL)

@@ -19,11 +19,10 @@ def _complete(magics):
         from ..core.adapters import get_method, method_names
 
         if words[1] in method_names():  # each method's own settings, from the registry
-            fields = get_method(words[1]).fields
-            out = [f"{f.name}=" for f in fields if f.kind != "targets"] + ["name="]
-            if any(f.kind == "targets" for f in fields):
-                out += ["targets=qkv", "targets=all-linear"]
-            return out
+            spec = get_method(words[1])
+            targets = [f.name for f in spec.fields if f.kind == "targets"]
+            out = [f"{key}=" for key in spec.accepted_keys if key not in targets]
+            return out + (["targets=qkv", "targets=all-linear"] if targets else [])
         if words[1] == "train":
             return ["eval=", "epochs=", "lr=", "batch_size=", "grad_accum=", "warmup=", "max_length=",
                     "checkpoint_dir=", "save_every=", "resume="]

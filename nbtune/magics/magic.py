@@ -193,7 +193,7 @@ class NbtuneMagics(Magics):
         """``%nbtune METHOD key=value ...``: Session.add_adapter with the method's registered settings."""
         s = self.session(target)
         _, opts = self._settings(rest)
-        check_keys(opts, [*get_method(method).setting_names, "name"], method)
+        check_keys(opts, list(get_method(method).accepted_keys), method)
         info = s.add_adapter(method, **opts)
         print(f"attached {info.name}: {info.method}, {info.params:,} parameters")
         return s.summary(seq_len=self.summary_seq_len)

@@ -87,6 +87,12 @@ def _probe(model: nn.Module) -> None:
         model.train(was_training)
 
 
+def _put(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Set the submodule at dotted ``name`` of ``root`` to ``module``."""
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, attr, module)
+
+
 def _strip_peft_layers(base: nn.Module) -> None:
     """Undo peft's in-place changes to a base model (tuner layers and trainable head copies)."""
     for name, module in list(base.named_modules()):
@@ -96,8 +102,7 @@ def _strip_peft_layers(base: nn.Module) -> None:
         elif hasattr(module, "get_base_layer") and hasattr(module, "base_layer"):
             replacement = module.get_base_layer()
         if replacement is not None and name:
-            parent, _, attr = name.rpartition(".")
-            setattr(base.get_submodule(parent) if parent else base, attr, replacement)
+            _put(base, name, replacement)
 
 
 def _init_prompt_from_text(model: nn.Module, name: str, ids: list[int]) -> None:
@@ -241,8 +246,7 @@ def _settle_trained_copies(model: nn.Module, active: str) -> None:
     for name, module in list(model.named_modules()):
         copies = getattr(module, "modules_to_save", None)
         if name and hasattr(module, "original_module") and copies is not None and active in copies:
-            parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, attr, copies[active])
+            _put(model, name, copies[active])
 
 
 def merge(model: nn.Module) -> tuple[nn.Module, list[str]]:

@@ -64,6 +64,11 @@ class AdapterMethod:
     def setting_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    @property
+    def accepted_keys(self) -> tuple[str, ...]:
+        """What ``add_adapter(method, ...)`` takes: the settings and the adapter's ``name``."""
+        return (*self.setting_names, "name")
+
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.fields}
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from ..errors import TaskError
-from .registry import (  # noqa: E402  (the registry reads the task files of this package lazily)
+from .registry import (  # the registry reads the task files of this package lazily
     all_tasks,
     auto_class,
     data_roles,
     get_task,
+    is_labelled,
     register_task,
     supported_tasks,
     task_from_class_name,
@@ -47,6 +48,6 @@ def has_default_names(id2label: dict) -> bool:
 
 
 __all__ = [
-    "all_tasks", "auto_class", "check_labels", "data_roles", "get_task", "has_default_names", "label_config",
+    "all_tasks", "auto_class", "check_labels", "data_roles", "get_task", "has_default_names", "is_labelled", "label_config",
     "register_task", "supported_tasks", "task_from_class_name", "task_names",
 ]

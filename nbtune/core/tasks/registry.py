@@ -72,6 +72,11 @@ def get_task(name: str) -> type[TaskHandler]:
                     + f". Known tasks: {', '.join(names)}.")
 
 
+def is_labelled(task: str | None) -> bool:
+    """True for tasks whose head is sized to label names (text and token classification)."""
+    return task is not None and get_task(task).labelled
+
+
 def task_from_class_name(class_name: str) -> str | None:
     """Infer a task from a model class name such as ``BertForSequenceClassification`` (the longest matching class
     suffix wins: ``ForConditionalGeneration`` before ``LMHeadModel``)."""

@@ -90,7 +90,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     rows = state.history.rows[start_rows:]
     evals = [r for r in rows if any(k.startswith("eval_") for k in r)]
     metrics = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else {}
-    return RunResult(history=History(rows), metrics=metrics, reason="completed", cancelled=False,
+    return RunResult(history=History(rows), metrics=metrics, reason="completed",
                      steps=state.global_step - start_step, global_step=state.global_step,
                      seconds=float(rows[-1].get("seconds", 0.0)) if rows else 0.0, examples_per_s=0.0,
                      messages=[f"trained on {processes} processes; checkpoints in {folder}"], checkpoint=str(saved["path"]),

@@ -112,8 +112,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         check_callback(callback)
     accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
-        raise TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
-                            "or attach an adapter (s.add_lora()).")
+        raise _nothing_to_train()
 
     # 2. Apply: label names, the checkpoint, optimizer and scheduler.
     handler.apply(session, train_features)
@@ -122,9 +121,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     if saved is not None:
         _restore_weights(model, saved)
     groups = param_groups(model, cfg)
-    if not groups:
-        raise TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
-                            "or attach an adapter (s.add_lora()).")
+    if not groups:  # a checkpoint's trainable set can be empty too
+        raise _nothing_to_train()
     names = [n for g in groups for n in g["names"]]
     session.trained_params.update(names)
     if saved is not None or state.optimizer is None or state.optimizer_signature != signature(groups):
@@ -173,6 +171,11 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
             listener.load_state_dict(position.callbacks[type(listener).__name__])
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
     return run.go()
+
+
+def _nothing_to_train() -> TrainingError:
+    return TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
+                         "or attach an adapter (s.add_lora()).")
 
 
 def _check_same_order(saved_config: dict[str, Any], cfg: TrainConfig, where: str) -> None:
@@ -352,8 +355,8 @@ class _Run:
         return self.position.epoch + self.position.batch_in_epoch / max(len(self.loader), 1)
 
     def _callback_state(self) -> dict[str, Any]:
-        return {type(cb).__name__: cb.state_dict() for cb in self.listeners
-                if hasattr(cb, "state_dict") and cb.state_dict()}
+        states = {type(cb).__name__: cb.state_dict() for cb in self.listeners if hasattr(cb, "state_dict")}
+        return {name: state for name, state in states.items() if state}
 
     def _finish(self, outcome: Outcome, reason: str, error: BaseException | None, t_start: float) -> None:
         """The final event, to every listener, whatever happened. While an error is already on its way out, a listener
@@ -446,8 +449,7 @@ class _Run:
         elapsed = time.perf_counter() - t_start
         return RunResult(
             history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,
-            cancelled=outcome in (Outcome.INTERRUPTED, Outcome.NON_FINITE), steps=self.state.global_step - start_step,
-            global_step=self.state.global_step,
+            steps=self.state.global_step - start_step, global_step=self.state.global_step,
             seconds=elapsed, examples_per_s=examples_done / elapsed if elapsed else 0.0,
             messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(), outcome=outcome,
         )

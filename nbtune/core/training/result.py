@@ -16,7 +16,6 @@ class RunResult:
     history: History
     metrics: dict[str, float]
     reason: str  # the outcome in words ("completed", "stopped by the Stop button", "interrupted", ...)
-    cancelled: bool  # interrupted, or stopped by a non-finite loss: train(resume=True) continues it
     steps: int  # optimizer steps done in this run
     global_step: int
     seconds: float
@@ -25,6 +24,11 @@ class RunResult:
     checkpoint: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     outcome: Outcome = Outcome.COMPLETED
+
+    @property
+    def cancelled(self) -> bool:
+        """Interrupted, or stopped by a non-finite loss: ``train(resume=True)`` continues it."""
+        return self.outcome in (Outcome.INTERRUPTED, Outcome.NON_FINITE)
 
     @property
     def losses(self) -> list[float]:
