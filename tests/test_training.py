@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ import nbtune
 from nbtune.core.training.checkpoint import complete_checkpoints, find_checkpoint
 from nbtune.core.training.config import TrainConfigError
 from nbtune.core.training.data import DataError
-from nbtune.core.training.events import StepEnded
+from nbtune.core.training.events import Outcome, StepEnded
 from nbtune.core.training.loop import TrainingError
 
 from training_helpers import NEG, POS, toy_rows
@@ -366,13 +367,13 @@ def test_keyboard_interrupt_mid_step_keeps_last_completed_step(tiny_dirs):
     assert s.history.losses() == pytest.approx(ref.history.losses(), abs=1e-6)
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_good_weights(bert):
+def test_nan_loss_goes_back_to_the_last_weights_known_to_give_a_finite_loss(bert):
     data = toy_rows(64)
     calls = {"n": 0}
     snapshots = {}
 
     def remember(event, control):
-        if isinstance(event, StepEnded) and event.loss == event.loss:
+        if isinstance(event, StepEnded):
             snapshots[event.step] = weights(bert.model)
 
     def poison(module, args, output):
@@ -382,12 +383,24 @@ def test_nan_loss_stops_with_a_message_and_keeps_good_weights(bert):
     handle = bert.model.classifier.register_forward_hook(poison)
     run = bert.train(data, callbacks=[remember], **fast(epochs=1, batch_size=8))
     handle.remove()
-    assert run.reason == "non-finite loss" and run.cancelled and run.global_step == 3
+    # step 3's loss is non-finite: the weights of step 2 may be the cause, so the session is back at step 1
+    assert run.reason == "non-finite loss" and run.cancelled and run.global_step == 1
     message = " ".join(run.messages)
-    assert "step 3" in message and "learning rate" in message and "weights are those of step 2" in message
+    assert "at step 3" in message and "learning rate" in message and "went back to step 1" in message
+    assert "in-memory snapshot" in message
     now = weights(bert.model)
-    assert all(torch.equal(now[n], snapshots[2][n]) for n in now)
-    assert all(torch.isfinite(p).all() for p in bert.model.parameters())
+    assert all(torch.equal(now[n], snapshots[1][n]) for n in now)
+    assert len(bert.history.losses()) == 1 and bert.training.position.run_step == 1
+
+
+def test_diverging_learning_rate_leaves_weights_that_evaluate_finite(tiny_dirs):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    data = toy_rows(64)
+    run = s.train(data, **fast(epochs=3, batch_size=8, lr=1e12, max_grad_norm=0))
+    assert run.outcome is Outcome.NON_FINITE
+    assert all(torch.isfinite(p).all() for p in s.model.parameters())
+    assert math.isfinite(s.evaluate(data)["loss"])
+    assert len(s.history.losses()) == s.training.global_step  # history and weights describe the same step
 
 
 def _oom_when_larger_than(limit):

@@ -20,14 +20,16 @@ from ..errors import OutOfMemoryError, TrainingError
 from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
-from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, NanGuard, check_callback
+from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, check_callback, is_finite
 from .config import TrainConfig
 from .data import make_loader
 from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
+from .fingerprint import difference, fingerprint
 from .optim import build_optimizer, build_scheduler, param_groups, signature
 from .result import RunResult
 from .runtime import get_accelerator
+from .transaction import StepGuard, deferred_interrupts, non_finite_message
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunPosition:
     rng: dict[str, Any] | None = None
     finished: bool = False
     callbacks: dict[str, Any] = field(default_factory=dict)  # state of callbacks that keep some (early stopping)
+    trainable: list[str] = field(default_factory=list)  # names the run trains: resuming needs the same set
 
 
 @dataclass
@@ -102,10 +105,11 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
             raise TrainingError("resume=True continues an interrupted run, and this session has none; "
                                 "call train() without resume to start a new run.")
         _check_same_order(state.position.config, cfg, "the interrupted run")
+        _check_same_trainable(session.model, state.position.trainable)
     elif resume:
         saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(resume))
         _check_same_order(saved["state"]["config"], cfg, f"checkpoint {saved['path']}")
-        _check_checkpoint_fits(session.model, saved)
+        _check_checkpoint_fits(session, saved)
 
     callbacks = list(callbacks)
     for callback in callbacks:
@@ -113,8 +117,21 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
         raise _nothing_to_train()
+    if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
+        raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
+                            "processes; use a multiple of the process count.")
 
-    # 2. Apply: label names, the checkpoint, optimizer and scheduler.
+    # 2. Apply: label names, the checkpoint, optimizer and scheduler; an interrupt waits until all of it is done.
+    with deferred_interrupts():
+        loader, eval_features, listeners, names = _apply(session, handler, cfg, accelerator, train_features,
+                                                         eval_features, saved, resume, callbacks, log)
+    run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
+    return run.go()
+
+
+def _apply(session, handler, cfg, accelerator, train_features, eval_features, saved, resume, callbacks, log):
+    """Put the validated run onto the session: every change ``fit`` makes before the first step."""
+    state: TrainingState = session.training
     handler.apply(session, train_features)
     state.accelerator = accelerator
     model = session.model.to(accelerator.device)
@@ -131,31 +148,23 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     loader = make_loader(train_features, handler.collator(session, cfg), cfg.batch_size, cfg.seed, shuffle=True,
                          group_by_length=cfg.group_by_length)
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-    if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
-        raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
-                            "processes; use a multiple of the process count.")
     if saved is not None:
-        position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
-                                  if k in RunPosition.__dataclass_fields__})
-        position.rng = saved["rng"]
-        state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
-        state.optimizer.load_state_dict(saved["optimizer"])
-        state.scheduler.load_state_dict(saved["scheduler"])
-        state.history = History(saved["state"]["history"])
-        state.global_step = saved["state"]["global_step"]
+        position = restore_checkpoint_state(state, cfg, saved)
     elif resume is True:
         position = state.position
     else:
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        position = RunPosition(cfg.to_dict(), total, steps_per_epoch)
+        position = RunPosition(cfg.to_dict(), total, steps_per_epoch, trainable=names)
         state.scheduler = build_scheduler(state.optimizer, cfg, total)
         from accelerate.utils import set_seed
 
         set_seed(cfg.seed)
+        position.rng = ckpt_mod.rng_state()  # an interrupt inside the first step goes back to exactly this
+    position.trainable = names
     state.position = position
     state.runs += 1
 
-    listeners: list[Callable] = [state.history, NanGuard()]
+    listeners: list[Callable] = [state.history]
     if cfg.early_stopping and eval_features is not None:
         metric = cfg.early_stopping_metric or handler.main_metric
         listeners.append(EarlyStopping(metric, cfg.early_stopping, "max" if handler.greater_is_better else "min"))
@@ -169,8 +178,20 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     for listener in listeners:  # resuming: callbacks pick up where they were (early stopping's patience)
         if hasattr(listener, "load_state_dict") and type(listener).__name__ in position.callbacks:
             listener.load_state_dict(position.callbacks[type(listener).__name__])
-    run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
-    return run.go()
+    return loader, eval_features, listeners, names
+
+
+def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict[str, Any]) -> RunPosition:
+    """Optimizer, scheduler, history, step counter and position from a loaded checkpoint (weights are separate)."""
+    position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
+                              if k in RunPosition.__dataclass_fields__})
+    position.rng = saved["rng"]
+    state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.history = History(saved["state"]["history"])
+    state.global_step = saved["state"]["global_step"]
+    return position
 
 
 def _nothing_to_train() -> TrainingError:
@@ -187,13 +208,30 @@ def _check_same_order(saved_config: dict[str, Any], cfg: TrainConfig, where: str
                             "depend on them. Pass the same values, or start a new run without resume.")
 
 
-def _check_checkpoint_fits(model, saved) -> None:
-    own = dict(model.named_parameters())
-    missing = [n for n in saved["weights"] if n not in own]
-    if missing:
+def _check_same_trainable(model, trainable: list[str]) -> None:
+    now = [n for n, p in model.named_parameters() if p.requires_grad]
+    if trainable and set(now) != set(trainable):
+        added, removed = sorted(set(now) - set(trainable)), sorted(set(trainable) - set(now))
+        said = "; ".join(([f"now trainable: {added[:3]}"] if added else []) + ([f"now frozen: {removed[:3]}"] if removed
+                                                                                 else []))
+        raise TrainingError(f"The trainable set changed since the run was interrupted ({said}), so its optimizer "
+                            "state no longer fits. Freeze and unfreeze back to how it was, or start a new run "
+                            "without resume.")
+
+
+def _check_checkpoint_fits(session, saved) -> None:
+    """Refuse, before anything changes, a checkpoint made for another model, task or adapter set."""
+    own = dict(session.model.named_parameters())
+    recorded = saved["state"].get("fingerprint")
+    problem = difference(recorded, fingerprint(session, [])) if recorded else None
+    if problem is None:
+        wrong = [n for n, t in saved["weights"].items() if n not in own or tuple(own[n].shape) != tuple(t.shape)]
+        if wrong:
+            problem = f"it holds weights this model lacks or shapes differently: {wrong[:3]}"
+    if problem:
         raise TrainingError(
-            f"Checkpoint {saved['path']} holds weights for {missing[:3]} that this model lacks. Set the session up as "
-            "it was (same model, same adapters: e.g. s.add_lora(...) first), then resume."
+            f"Cannot resume from checkpoint {saved['path']}: {problem}. Nothing was changed. Set the session up as "
+            "the run was (same model, task and adapters, e.g. s.add_lora(...) first), then resume."
         )
 
 
@@ -231,16 +269,22 @@ class _Run:
         self.skipped_steps = 0  # consecutive fp16 steps the loss scaler skipped
         self.step_metrics: dict[str, torch.Tensor] = {}
         self.step_metric_values: dict[str, float] = {}
+        self.start_step = self.state.global_step
+        self.examples_done = 0
+        self.views = [cb for cb in listeners if cb is not self.state.history]  # the history is written in the commit
+        self.guard = StepGuard(
+            {n: p for n, p in session.model.named_parameters() if p.requires_grad}, self.state.optimizer,
+            self.state.scheduler, accelerator.scaler, self._committed, self._go_back)
 
-    def emit(self, event) -> None:
-        for listener in self.listeners:
+    def emit(self, event, listeners=None) -> None:
+        for listener in self.listeners if listeners is None else listeners:
             listener(event, self.control)
         self.messages.extend(m for m in self.control.messages if m not in self.messages)
 
     # -- one optimizer step ----------------------------------------------------------------------
     def _forward_backward(self, batches, n_examples) -> torch.Tensor:
         """The step's weighted mean loss as a device tensor: no host sync here (a sync per micro-batch stalls a GPU
-        that could already queue the next kernels); ``optimizer_step`` reads loss and norm in one transfer."""
+        that could already queue the next kernels); ``measure_step`` reads loss and norm in one transfer."""
         total = torch.zeros((), device=self.accelerator.device)
         self.step_metrics: dict[str, torch.Tensor] = {}
         for batch in batches:
@@ -258,7 +302,7 @@ class _Run:
                 del outputs
         return total
 
-    def _try_step(self, batches, n_examples) -> tuple[float, float | None]:
+    def _gradients(self, batches, n_examples) -> tuple[float, float | None]:
         loss_t = self._forward_backward(batches, n_examples)
         norm_t = self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm or float("inf"))
         keys = list(self.step_metrics)
@@ -269,34 +313,15 @@ class _Run:
         else:  # one transfer for everything the step reports
             loss, norm, *values = torch.stack([loss_t, norm_t.detach().float().to(loss_t.device), *extra]).tolist()
         self.step_metric_values = dict(zip(keys, values))
-        if not math.isfinite(loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            return loss, None
-        if norm is not None and not math.isfinite(norm):
-            if self.accelerator.scaler is None:  # fp32/bf16: a real overflow; stop on the last good weights
-                self.optimizer.zero_grad(set_to_none=True)
-                return loss, norm
-            # fp16: the loss scale was too high for this batch. The scaler skips the update and lowers the scale;
-            # that is routine in the first steps, not a fault. The step counts, the weights stay unchanged.
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.skipped_steps += 1
-            if self.skipped_steps >= MAX_SKIPPED_FP16_STEPS:
-                return loss, norm  # the scale keeps collapsing: report the overflow (NanGuard stops the run)
-            return loss, None
-        self.skipped_steps = 0
-        self.optimizer.step()
-        self.state.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         return loss, norm
 
-    def optimizer_step(self, batches) -> tuple[float, float | None]:
-        """Forward/backward over the step's batches, clip, update. Non-finite values never update the weights."""
+    def measure_step(self, batches) -> tuple[float, float | None]:
+        """Forward/backward over the step's batches and clip: the gradients are ready, the weights untouched."""
         n_examples = sum(self.handler.batch_size_of(b) for b in batches)
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (reported, not the next one)
         while True:
             try:
-                return self._try_step(batches, n_examples)
+                return self._gradients(batches, n_examples)
             except Exception as exc:
                 if not _is_oom(exc):
                     raise
@@ -318,6 +343,74 @@ class _Run:
                 f"{math.ceil(micro / 2)} examples, accumulating {self.position.splits}x per batch "
                 "(same effective batch)"
             )
+
+    def _fault(self, loss: float, norm: float | None) -> str | None:
+        """What is non-finite about the measured step, if anything. fp16 overflows are the scaler's to handle until
+        they keep coming (``MAX_SKIPPED_FP16_STEPS``)."""
+        if not math.isfinite(loss):
+            return "loss"
+        if is_finite(norm):
+            return None
+        if self.accelerator.scaler is not None and self.skipped_steps + 1 < MAX_SKIPPED_FP16_STEPS:
+            return None
+        return "gradient norm"
+
+    def update_and_commit(self, loss: float, norm: float | None, batches, t0: float, t_start: float) -> StepEnded:
+        """Apply the update and record the step as one unit: an interrupt waits for its end, an exception inside
+        restores the snapshot, so weights, optimizer, scheduler, position, RNG and history always agree."""
+        pos, state = self.position, self.state
+        with deferred_interrupts():
+            try:
+                self.guard.before_update(time.perf_counter() - t0)
+                overflow = not is_finite(norm)  # fp16: the scaler skips this update and lowers its scale
+                self.optimizer.step()
+                if overflow:
+                    self.skipped_steps += 1
+                else:
+                    self.skipped_steps = 0
+                    state.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                processes = self.accelerator.num_processes
+                n = sum(self.handler.batch_size_of(b) for b in batches) * processes  # all processes
+                tokens = sum(self.handler.tokens_of(b) for b in batches) * processes
+                seconds = time.perf_counter() - t0
+                pos.batch_in_epoch += len(batches)
+                pos.run_step += 1
+                state.global_step += 1
+                pos.rng = ckpt_mod.rng_state()
+                event = StepEnded(state.global_step, pos.run_step, pos.total_steps, self._epoch(), loss, self.step_lr,
+                                  None if overflow else norm, n / seconds, tokens / seconds,
+                                  time.perf_counter() - t_start, dict(self.step_metric_values))
+                state.history.on_step_ended(event, self.control)
+                self.examples_done += n
+            except BaseException:
+                self.optimizer.zero_grad(set_to_none=True)
+                back = self.guard.restore()
+                self.messages.append(f"the step was cut short by an error; the session went back to step {back}"
+                                     if back is not None else "the step was cut short by an error and no snapshot "
+                                     "could be restored: reload the session or resume from a checkpoint")
+                raise
+        return event
+
+    def stop_on_fault(self, what: str, loss: float, norm: float | None) -> None:
+        """A non-finite loss or gradient: nothing was applied. A non-finite loss means the weights themselves may be
+        the cause (a too-large update just before), so the session goes back to the snapshot taken before it."""
+        self.optimizer.zero_grad(set_to_none=True)
+        step = self.state.global_step + 1
+        if what != "loss":
+            kept, how = self.state.global_step, "they gave a finite loss; only the gradient overflowed"
+        elif self.state.global_step == self.start_step:
+            kept, how = self.state.global_step, "no update was applied in this run"
+        else:
+            kept = self.guard.restore()
+            how = "an in-memory snapshot" if kept is not None else self._no_snapshot()
+        value = loss if what == "loss" else norm
+        self.control.stop("non-finite loss", Outcome.NON_FINITE)
+        self.messages.append(non_finite_message(what, value, step, kept, self.step_lr, how))
+
+    def _no_snapshot(self) -> str:
+        return (f"the trainable set and its optimizer state ({self.guard.size / 2**30:.1f} GB) are too large to copy "
+                "each step")
 
     # -- evaluation and checkpoints -----------------------------------------------------------------
     def evaluate(self) -> None:
@@ -341,6 +434,7 @@ class _Run:
             "history": self.state.history.rows,
             "trainable": self.names,
             "config": self.cfg.to_dict(),
+            "fingerprint": fingerprint(self.session, self.names),
         }
         path = ckpt_mod.save_checkpoint(self.cfg.checkpoint_dir, self.state.global_step, model=self.session.model,
                                         optimizer=self.state.optimizer, scheduler=self.state.scheduler, state=state,
@@ -371,59 +465,37 @@ class _Run:
                 self.messages.append(f"{type(listener).__name__} failed while the run ended: {exc!r}")
 
     # -- the run ---------------------------------------------------------------------------------------
+    def _committed(self) -> tuple[int, dict[str, Any], int, dict[str, Any]]:
+        return self.state.global_step, dict(vars(self.position)), len(self.state.history.rows), self._callback_state()
+
+    def _go_back(self, snap) -> None:
+        self.state.global_step = snap.step
+        for key, value in snap.position.items():
+            setattr(self.position, key, value)
+        del self.state.history.rows[snap.history_rows:]
+        for listener in self.listeners:
+            if hasattr(listener, "load_state_dict") and type(listener).__name__ in snap.callbacks:
+                listener.load_state_dict(snap.callbacks[type(listener).__name__])
+
+    # -- the run ---------------------------------------------------------------------------------------
     def go(self) -> RunResult:
         pos, cfg = self.position, self.cfg
         start_rows = len(self.state.history.rows)
-        start_step = self.state.global_step
-        if pos.rng is not None:
-            ckpt_mod.set_rng_state(pos.rng)  # resuming: the same dropout masks as an uninterrupted run
-        self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
-                             len(self.loader.dataset), sum(p.numel() for p in self.params),
-                             sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
-                             self.accelerator.mixed_precision, cfg.to_dict(), tuple(self.state.history.rows)))
-        self.session.train_mode()
-        sampler = self.sampler
-        processes = self.accelerator.num_processes
-        t_start = time.perf_counter()
-        examples_done = 0
+        t_start = self.t_start = time.perf_counter()
         outcome, reason, error = Outcome.COMPLETED, "completed", None
         try:
-            while pos.run_step < pos.total_steps and not self.control.should_stop:
-                sampler.set_epoch(pos.epoch)
-                sampler.skip = pos.batch_in_epoch  # resuming mid-epoch: skip batch indices, not collated batches
-                batches = iter(self.loader)
-                while pos.run_step < pos.total_steps and not self.control.should_stop:
-                    step_batches = list(islice(batches, cfg.grad_accum))
-                    if not step_batches:
-                        break
-                    t0 = time.perf_counter()
-                    loss, norm = self.optimizer_step(step_batches)
-                    if processes > 1:  # report the mean over processes, as one process would see it
-                        loss = float(self.accelerator.reduce(torch.tensor(loss, device=self.accelerator.device), "mean"))
-                    seconds = time.perf_counter() - t0
-                    n = sum(self.handler.batch_size_of(b) for b in step_batches) * processes  # all processes
-                    tokens = sum(self.handler.tokens_of(b) for b in step_batches) * processes
-                    examples_done += n
-                    pos.batch_in_epoch += len(step_batches)
-                    pos.run_step += 1
-                    self.state.global_step += 1
-                    pos.rng = ckpt_mod.rng_state()  # before the listeners: one of them may interrupt
-                    self.emit(StepEnded(self.state.global_step, pos.run_step, pos.total_steps, self._epoch(), loss,
-                                        self.step_lr, norm, n / seconds, tokens / seconds, time.perf_counter() - t_start,
-                                        dict(self.step_metric_values)))
-                    if self.control.should_evaluate:
-                        self.control.should_evaluate = False
-                        self.evaluate()
-                    if self.control.should_save:
-                        self.control.should_save = False
-                        self.save()
-                if pos.batch_in_epoch >= len(self.loader):  # the epoch is over
-                    pos.epoch += 1
-                    pos.batch_in_epoch = 0
-                    if not cfg.eval_every and not self.control.should_stop:
-                        self.evaluate()
+            ckpt_mod.set_rng_state(pos.rng)  # resuming: the same dropout masks as an uninterrupted run
+            self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
+                                 len(self.loader.dataset), sum(p.numel() for p in self.params),
+                                 sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
+                                 self.accelerator.mixed_precision, cfg.to_dict(), tuple(self.state.history.rows)))
+            self.session.train_mode()
+            self._steps()
             if self.control.should_stop:
                 outcome, reason = self.control.stop_outcome, self.control.stop_reason
+            if outcome is not Outcome.NON_FINITE and not self.guard.weights_finite():
+                self.stop_on_fault("loss", float("nan"), None)  # the last update made the weights non-finite
+                outcome, reason = Outcome.NON_FINITE, self.control.stop_reason
             if outcome is not Outcome.NON_FINITE:
                 self.evaluate()
             pos.finished = outcome.finished
@@ -439,17 +511,51 @@ class _Run:
             reason, error = f"{outcome.value}: {exc}", exc
             raise
         finally:
-            self.session.eval_mode()
-            pos.callbacks = self._callback_state()
-            # accelerate keeps every prepared optimizer (and model) in lists of its own: release them, or each
-            # train() call would keep its optimizer state (and a replaced model) alive, and fp16 would unscale a
-            # re-used optimizer twice in the next run. Our TrainingState holds what the next run needs.
-            self.accelerator.free_memory()
+            with deferred_interrupts():
+                self.session.eval_mode()
+                pos.callbacks = self._callback_state()
+                # accelerate keeps every prepared optimizer (and model) in lists of its own: release them, or each
+                # train() call would keep its optimizer state (and a replaced model) alive, and fp16 would unscale a
+                # re-used optimizer twice in the next run. Our TrainingState holds what the next run needs.
+                self.accelerator.free_memory()
             self._finish(outcome, reason, error, t_start)
         elapsed = time.perf_counter() - t_start
         return RunResult(
             history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,
-            steps=self.state.global_step - start_step, global_step=self.state.global_step,
-            seconds=elapsed, examples_per_s=examples_done / elapsed if elapsed else 0.0,
+            steps=self.state.global_step - self.start_step, global_step=self.state.global_step,
+            seconds=elapsed, examples_per_s=self.examples_done / elapsed if elapsed else 0.0,
             messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(), outcome=outcome,
         )
+
+    def _steps(self) -> None:
+        pos, cfg, sampler = self.position, self.cfg, self.sampler
+        while pos.run_step < pos.total_steps and not self.control.should_stop:
+            sampler.set_epoch(pos.epoch)
+            sampler.skip = pos.batch_in_epoch  # resuming mid-epoch: skip batch indices, not collated batches
+            batches = iter(self.loader)
+            while pos.run_step < pos.total_steps and not self.control.should_stop:
+                step_batches = list(islice(batches, cfg.grad_accum))
+                if not step_batches:
+                    break
+                t0 = time.perf_counter()
+                loss, norm = self.measure_step(step_batches)
+                if self.accelerator.num_processes > 1:  # report the mean over processes, as one process would see it
+                    loss = float(self.accelerator.reduce(torch.tensor(loss, device=self.accelerator.device), "mean"))
+                fault = self._fault(loss, norm)
+                if fault:
+                    self.stop_on_fault(fault, loss, norm)
+                    return
+                event = self.update_and_commit(loss, norm, step_batches, t0, self.t_start)
+                self.emit(event, self.views)
+                if self.control.should_evaluate:
+                    self.control.should_evaluate = False
+                    self.evaluate()
+                if self.control.should_save:
+                    self.control.should_save = False
+                    self.save()
+            if pos.batch_in_epoch >= len(self.loader):  # the epoch is over
+                with deferred_interrupts():
+                    pos.epoch += 1
+                    pos.batch_in_epoch = 0
+                if not cfg.eval_every and not self.control.should_stop:
+                    self.evaluate()
