@@ -173,3 +173,50 @@ def test_real_minilm_classifier_head(minilm_dir):
 def test_module_that_is_not_a_model_still_lists(cnn):
     s = nbtune.load(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
     assert s.select("head").matches["head"] == ["2"]
+
+
+# -- safe loading ---------------------------------------------------------------------------------------
+
+
+def _pickle_only(src, dst):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(src, dst)
+    weights = load_file(str(dst / "model.safetensors"))
+    (dst / "model.safetensors").unlink()
+    torch.save(weights, dst / "pytorch_model.bin")
+    return dst
+
+
+def test_pickle_only_weights_need_an_explicit_opt_in(tiny_dirs, tmp_path):
+    folder = _pickle_only(tiny_dirs["bert"], tmp_path / "pickled")
+    with pytest.raises(ModelLoadError, match="only as a pickle file \\(pytorch_model.bin\\).*allow_pickle=True"):
+        nbtune.load(folder, task="text-classification", num_labels=2)
+    s = nbtune.load(folder, task="text-classification", num_labels=2, allow_pickle=True)
+    ref = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    assert torch.equal(s.model.bert.embeddings.word_embeddings.weight, ref.model.bert.embeddings.word_embeddings.weight)
+
+
+def test_a_malicious_pickle_is_an_nbtune_error_and_runs_nothing(tiny_dirs, tmp_path):
+    folder = _pickle_only(tiny_dirs["bert"], tmp_path / "evil")
+    marker = tmp_path / "pwned"
+    # a pickle that would call os.system("touch marker") when unpickled in full
+    payload = b"\x80\x02cposix\nsystem\nq\x00X" + len(f"touch {marker}").to_bytes(4, "little") + \
+        f"touch {marker}".encode() + b"q\x01\x85q\x02Rq\x03."
+    (folder / "pytorch_model.bin").write_bytes(payload)
+    with pytest.raises(ModelLoadError, match="hold more than plain tensors") as info:
+        nbtune.load(folder, task="text-classification", num_labels=2, allow_pickle=True)
+    assert "weights_only=False" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_a_corrupt_safetensors_file_names_the_folder(tiny_dirs, tmp_path):
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_dirs["bert"], folder)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match=f"Could not load the weights in {folder}"):
+        nbtune.load(folder, task="text-classification", num_labels=2)

@@ -204,3 +204,20 @@ def test_widget_subcommands_and_sessions_listing(ip):
     with capture_output() as cap:
         ip.run_cell("%nbtune sessions")
     assert "* first" in cap.stdout
+
+
+def test_a_failed_recipe_leaves_the_sessions_as_they_were(ip):
+    ip.run_cell("%nbtune load $bert_dir --task text-classification --num-labels 2")
+    before = dict(magics_of(ip).sessions), magics_of(ip).current
+    body = "model: $bert_dir\ntask: text-classification\ndata: {train: $train_df, text: nosuchcolumn}\n"
+    with capture_output() as cap, pytest.raises(UsageError, match="nosuchcolumn"):
+        ip.run_cell(f"%%finetune\n{body}")
+    assert (dict(magics_of(ip).sessions), magics_of(ip).current) == before
+    assert "session" not in cap.stdout
+
+
+def test_dry_run_says_its_session_is_now_current(ip):
+    with capture_output() as cap:
+        ip.run_cell(f"%%finetune --dry-run -o plan\n{RECIPE}")
+    assert "dry run, not trained" in cap.stdout and "now current" in cap.stdout
+    assert magics_of(ip).session() is ip.user_ns["plan"].session

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import nn
 
 from . import persist
 from .errors import ModelLoadError, TaskError
+from .seeding import DEFAULT_SEED, derived_seed, seeded
 from .tasks import auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name
 from .tasks.base import TaskHandler
 
@@ -102,14 +104,41 @@ def _locate(source: str | os.PathLike, gguf_file: str | None) -> tuple[str, str,
     return "hub", text, gguf_file
 
 
-def _hub_error(source: str, exc: Exception) -> ModelLoadError:
+def _hub_error(source: str, exc: Exception, allow_pickle: bool = True) -> ModelLoadError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    pickle_only = "" if allow_pickle or "safetensors" not in str(exc) else (
+        " The repository may hold its weights only as a pickle file (pytorch_model.bin): if you trust its "
+        "author, pass allow_pickle=True.")
     return ModelLoadError(
-        f"Could not load {source!r} from the Hugging Face Hub ({reason}). If you are offline or behind a "
-        f"firewall, download it where you have network (`hf download {source} --local-dir ./model`, or "
+        f"Could not load {source!r} from the Hugging Face Hub ({reason}).{pickle_only} If you are offline or behind "
+        f"a firewall, download it where you have network (`hf download {source} --local-dir ./model`, or "
         "`model.save_pretrained('./model')`), copy the folder here and call nbtune.load('./model', ...). "
         "If the id is wrong, check its spelling on the hub."
     )
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_weight_files(kind: str, location: str, allow_pickle: bool) -> bool | None:
+    """``use_safetensors`` for ``from_pretrained``: safetensors whenever they exist; a folder with pickle weights
+    only is refused unless ``allow_pickle`` (unpickling a file can run any code hidden in it)."""
+    if kind == "hub":
+        return None if allow_pickle else True
+    if kind != "folder":
+        return None
+    folder = Path(location)
+    if any(folder.glob("*.safetensors")):
+        return True
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    if pickles and not allow_pickle:
+        raise ModelLoadError(
+            f"{folder} holds its weights only as a pickle file ({', '.join(pickles[:3])}). Loading a pickle can run "
+            "code hidden in the file, so nbtune does not do it unasked. If you trust where the folder came from, "
+            "pass allow_pickle=True; better, convert it once to safetensors (load it with allow_pickle=True and "
+            "s.save(...), or model.save_pretrained(folder, safe_serialization=True))."
+        )
+    return False if pickles else None
 
 
 def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_code: bool, revision: str | None):
@@ -211,6 +240,8 @@ def load(
     dtype: str | torch.dtype | None = "float32",
     revision: str | None = None,
     adapter: str | os.PathLike | None = None,
+    seed: int = DEFAULT_SEED,
+    allow_pickle: bool = False,
     **model_kwargs: Any,
 ):
     """Load a pretrained model into a new :class:`~nbtune.Session`.
@@ -233,12 +264,17 @@ def load(
         revision: hub branch, tag or commit.
         adapter: a folder written by ``Session.save``, restored onto this base model (needed when the saved
             session's base was a Python ``nn.Module``; otherwise ``nbtune.load(folder)`` finds the base itself).
+        seed: the session's one seed: a new head is initialised from it here, later heads and adapters from
+            seeds derived from it, and ``train`` uses it unless given another. The same script gives the same
+            weights in any process.
+        allow_pickle: load weights stored only as pickle files (``pytorch_model.bin``, ``.pt``). Off by default:
+            unpickling can run code hidden in the file; safetensors files are always preferred.
         **model_kwargs: passed to ``from_pretrained``.
     """
     if adapter is not None:
         session = load(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
                        tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                       **model_kwargs)
+                       seed=seed, allow_pickle=allow_pickle, **model_kwargs)
         meta = persist.read_meta(adapter)
         if meta is None:
             raise ModelLoadError(f"{adapter} is not a folder written by Session.save (no {persist.META_FILE}).")
@@ -247,20 +283,21 @@ def load(
     if isinstance(source, (str, os.PathLike)) and not isinstance(source, nn.Module):
         meta = persist.read_meta(source) if Path(str(source)).expanduser().is_dir() else None
         if meta is not None:
-            return _load_saved(source, meta, dtype=dtype, **model_kwargs)
+            return _load_saved(source, meta, dtype=dtype, seed=seed, allow_pickle=allow_pickle, **model_kwargs)
     return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
                        tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                       **model_kwargs)
+                       seed=seed, allow_pickle=allow_pickle, **model_kwargs)
 
 
-def _load_saved(folder, meta: dict[str, Any], dtype, **model_kwargs):
+def _load_saved(folder, meta: dict[str, Any], dtype, seed: int = DEFAULT_SEED, **model_kwargs):
     """Reload a folder written by ``Session.save``: base model, then adapters and trained weights."""
     base = meta["base"]
     labels = list(meta["id2label"].values()) if meta.get("id2label") else None
     has_tokenizer = any(Path(str(folder)).expanduser().glob("tokenizer*"))
     tokenizer = str(folder) if has_tokenizer else False
     if not meta["peft"] and meta.get("has_config"):
-        session = _load_model(folder, meta["task"], labels=labels, tokenizer=tokenizer, dtype=dtype, **model_kwargs)
+        session = _load_model(folder, meta["task"], labels=labels, tokenizer=tokenizer, dtype=dtype, seed=seed,
+                              **model_kwargs)
     elif base["kind"] == "module":
         raise ModelLoadError(
             f"{folder} was saved from a Python nn.Module, which cannot be rebuilt from a file. Build the module again "
@@ -275,7 +312,7 @@ def _load_saved(folder, meta: dict[str, Any], dtype, **model_kwargs):
             )
         session = _load_model(location, meta["task"], labels=labels, gguf_file=base.get("gguf_file"),
                               tokenizer=tokenizer, trust_remote_code=base.get("trust_remote_code", False),
-                              revision=base.get("revision"), dtype=dtype, **model_kwargs)
+                              revision=base.get("revision"), dtype=dtype, seed=seed, **model_kwargs)
     persist.restore(session, folder, meta)
     session.eval_mode()  # as a fresh load is: peft leaves rebuilt adapters in training mode (dropout on)
     return session
@@ -283,7 +320,7 @@ def _load_saved(folder, meta: dict[str, Any], dtype, **model_kwargs):
 
 def _load_model(
     source, task=None, num_labels=None, *, labels=None, gguf_file=None, weights=True, tokenizer=None,
-    trust_remote_code=False, dtype="float32", revision=None, **model_kwargs,
+    trust_remote_code=False, dtype="float32", revision=None, seed=DEFAULT_SEED, allow_pickle=False, **model_kwargs,
 ):
     from .session import Session
 
@@ -293,7 +330,8 @@ def _load_model(
         notes: list[str] = []
         tok = _load_tokenizer(tokenizer, "module", None, None, trust_remote_code, revision, notes)
         _ensure_pad_token(source, tok, notes)
-        return Session(source, tok, task=spec.name if spec else None, source=ModelSource("module"), notes=notes)
+        return Session(source, tok, task=spec.name if spec else None, source=ModelSource("module"), notes=notes,
+                       seed=seed)
 
     if not isinstance(source, (str, os.PathLike)):
         raise ModelLoadError(
@@ -318,13 +356,26 @@ def _load_model(
             kwargs["dtype"] = torch_dtype
         if num_labels is not None or labels is not None:
             kwargs["ignore_mismatched_sizes"] = True  # a different head size means a fresh head
+        kwargs["use_safetensors"] = check_weight_files(kind, location, allow_pickle)
         try:
-            with _quiet_transformers():
+            with _quiet_transformers(), seeded(derived_seed(seed, 1)):  # a new head starts from the session's seed
                 model, info = cls.from_pretrained(location, **kwargs)
         except OSError as exc:
             if kind == "hub":
-                raise _hub_error(location, exc) from None
+                raise _hub_error(location, exc, allow_pickle) from None
             raise ModelLoadError(f"Could not load weights from {location}: {exc}") from None
+        except pickle.UnpicklingError:
+            raise ModelLoadError(
+                f"The pickle weights in {location} hold more than plain tensors (objects, or code that would run on "
+                "loading), so nbtune will not load them even with allow_pickle=True. Get the model as safetensors "
+                "from its source."
+            ) from None
+        except Exception as exc:  # a corrupt file, shapes that do not fit the config
+            raise ModelLoadError(
+                f"Could not load the weights in {location}: {type(exc).__name__}: {exc}. Check that the folder "
+                "holds a complete model (re-download or re-save it); a pickle file that fails to load may also be "
+                "unsafe, so prefer a safetensors copy."
+            ) from None
         fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
                                                              for k in info.get("mismatched_keys") or []})
         if fresh:
@@ -333,4 +384,4 @@ def _load_model(
     tok = _load_tokenizer(tokenizer, kind, location, gguf_file, trust_remote_code, revision, notes)
     _ensure_pad_token(model, tok, notes)
     src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision)
-    return Session(model, tok, task=spec.name, source=src, notes=notes)
+    return Session(model, tok, task=spec.name, source=src, notes=notes, seed=seed)

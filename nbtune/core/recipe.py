@@ -24,7 +24,16 @@ from typing import Any, Callable, Iterable
 
 from .errors import RecipeError, close_matches
 
-LOAD_KEYS = ("num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype", "revision")
+
+def load_keys() -> tuple[str, ...]:
+    """Recipe keys passed to ``nbtune.load``: its keyword arguments, read from its signature (``model`` and
+    ``task`` have keys of their own; an ``adapter`` folder is not a recipe's business)."""
+    import inspect
+
+    from .loading import load
+
+    return tuple(p.name for p in inspect.signature(load).parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("source", "task", "adapter"))
 
 
 @dataclass
@@ -63,8 +72,7 @@ class Recipe:
         return out
 
 
-BASE_KEYS = ("model", "task", *LOAD_KEYS, "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval",
-             "save")
+BASE_KEYS = ("model", "task", "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval", "save")
 
 
 def adapter_keys() -> list[str]:
@@ -75,7 +83,7 @@ def adapter_keys() -> list[str]:
 
 
 def valid_keys() -> tuple[str, ...]:
-    return (*BASE_KEYS, *adapter_keys())
+    return (*BASE_KEYS, *load_keys(), *adapter_keys())
 
 
 def _unknown(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
@@ -176,7 +184,7 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
         action, selectors = next(iter(step.items()))
         steps.append((action, _as_list(selectors, action)))
     return Recipe(
-        model=data["model"], task=data.get("task"), load={k: data[k] for k in LOAD_KEYS if k in data},
+        model=data["model"], task=data.get("task"), load={k: data[k] for k in load_keys() if k in data},
         data=dataspec, head={} if head == "reset" else head, freeze=_as_list(data.get("freeze"), "freeze"),
         unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), steps=steps, adapter=adapter, train=train,
         evaluate=bool(evaluate), save=data.get("save"),
@@ -245,20 +253,17 @@ class RecipeResult:
 
 def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] | None = None, *,
                dry_run: bool = False, callbacks: Iterable[Callable] = (), log: bool = True, progress: str = "auto",
-               on_session: Callable[[Any], None] | None = None, resume: Any = None,
+               resume: Any = None,
                train_overrides: dict[str, Any] | None = None) -> RecipeResult:
     """Run a recipe end to end: build the session, evaluate, train, evaluate, save.
 
     ``dry_run`` stops after building the session (load, freeze, attach) so its summary can be checked.
-    ``on_session`` is called with the session as soon as it exists (the notebook shows it).
     """
     recipe = source if isinstance(source, Recipe) else parse_recipe(source)
     data = resolve(recipe.data, namespace, "data")
     if not dry_run and "train" not in data:
         raise RecipeError("The recipe has no training data: add data: {train: $train_df} (or use --dry-run).")
     session = build_session(recipe, namespace)
-    if on_session is not None:
-        on_session(session)
     result = RecipeResult(session)
     if dry_run:
         return result

@@ -23,6 +23,7 @@ from .inspect import LayerTree
 from .loading import ModelSource
 from .memory import estimate_memory
 from .params import count_params
+from .seeding import DEFAULT_SEED, derived_seed, seeded
 from .summary import Summary
 
 
@@ -38,8 +39,11 @@ class Session:
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any = None, task: str | None = None,
-                 source: ModelSource | None = None, notes: list[str] | None = None):
+                 source: ModelSource | None = None, notes: list[str] | None = None, seed: int = DEFAULT_SEED):
         self.model = model
+        # One seed for every random initialisation (heads, adapters) and, by default, for training.
+        self.seed = seed
+        self._initialisations = 1  # the load's head initialisation used the first derived seed
         self.tokenizer = tokenizer
         self.task = task
         self.source = source or ModelSource("module")
@@ -146,9 +150,15 @@ class Session:
         if is_peft_model(self.model):
             raise HeadError("Reset the head before attaching adapters: peft keeps its own copy of the head. "
                             "merge() or start from the base model, reset the head, then attach again.")
-        change = _reset_head(self.model, self.task, num_labels=num_labels, labels=labels)
+        with self._random_init():
+            change = _reset_head(self.model, self.task, num_labels=num_labels, labels=labels)
         self._changed(Change.HEAD)
         return change
+
+    def _random_init(self):
+        """The seeded block for the session's next random initialisation (see ``nbtune.core.seeding``)."""
+        self._initialisations += 1
+        return seeded(derived_seed(self.seed, self._initialisations))
 
     # -- modes ---------------------------------------------------------------------------------
     def train_mode(self) -> nn.Module:
@@ -192,7 +202,8 @@ class Session:
         spec.check_settings(settings)
         plan = spec.plan(self.model, self.task, self.tokenizer, **settings)  # validates; the model is untouched
         was_training = self.model.training
-        model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
+        with self._random_init():
+            model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
         self.model = model
         if was_training:  # attaching keeps the session's mode (through its own switch: frozen BatchNorm stays in eval)
             self.train_mode()
@@ -328,6 +339,8 @@ class Session:
         """
         from .training.config import TrainConfig
         from .training.loop import fit
+
+        settings.setdefault("seed", self.seed)
 
         if processes is not None and processes != 1:
             from .errors import TrainingError

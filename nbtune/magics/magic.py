@@ -26,8 +26,9 @@ COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze"
 def subcommands() -> tuple[str, ...]:
     """Every ``%nbtune`` subcommand: the fixed ones and one per registered adapter method (lora, vera, ...)."""
     return COMMANDS + tuple(method_names())
-LOAD_OPTIONS = ["task", "num_labels", "labels", "gguf_file", "weights", "tokenizer", "trust_remote_code", "dtype",
-                "revision", "name", "adapter"]
+# load()'s own keywords (read from its signature, so a new one is usable at once), plus the session's name
+LOAD_OPTIONS = [p.name for p in inspect.signature(load).parameters.values()
+                if p.name != "source" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + ["name"]
 
 
 @magics_class
@@ -273,14 +274,12 @@ class NbtuneMagics(Magics):
 
     def _finetune(self, line: str, cell: str) -> Any:
         args = parse_argstring(self.finetune, line)
-
-        def on_session(session):
-            name = self.register(session, args.session)
-            print(f"session {name!r}: {session.name} ({session.task})")
-
         recipe = _with_defaults(cell, self._train_defaults())
-        result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, progress=self._progress,
-                            on_session=on_session)
+        result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, progress=self._progress)
+        # Registered only once the recipe has run: a recipe that fails leaves the sessions as they were.
+        name = self.register(result.session, args.session)
+        what = "built (dry run, not trained)" if args.dry_run else "trained"
+        print(f"session {name!r}: {result.session.name} ({result.session.task}) {what}, now current for %nbtune")
         if args.output:
             self.shell.user_ns[args.output] = result
         if args.dry_run:

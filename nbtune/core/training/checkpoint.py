@@ -26,7 +26,10 @@ _FILES = ("state.json", "trainable.safetensors", "optimizer.pt", "scheduler.pt",
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state, in types ``torch.load(weights_only=True)`` reads back (no arbitrary pickles)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -34,7 +37,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -97,14 +101,22 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Everything a checkpoint holds, on the CPU (our own files, so full unpickling is safe)."""
+    """Everything a checkpoint holds, on the CPU. Only tensors and plain values are read back (``weights_only``):
+    a checkpoint folder may come from elsewhere, and a pickle could run code."""
     from safetensors.torch import load_file
 
-    return {
-        "path": path,
-        "state": json.loads((path / "state.json").read_text()),
-        "weights": load_file(str(path / "trainable.safetensors")),
-        "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False),
-        "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=False),
-        "rng": torch.load(path / "rng.pt", map_location="cpu", weights_only=False),
-    }
+    try:
+        return {
+            "path": path,
+            "state": json.loads((path / "state.json").read_text()),
+            "weights": load_file(str(path / "trainable.safetensors")),
+            "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True),
+            "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True),
+            "rng": torch.load(path / "rng.pt", map_location="cpu", weights_only=True),
+        }
+    except Exception as exc:
+        raise CheckpointError(
+            f"Checkpoint {path} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). It may be "
+            "damaged, written by an older nbtune, or hold objects other than tensors; resume from another checkpoint "
+            "in the folder (pass its step-... folder) or start a new run."
+        ) from None
