@@ -167,7 +167,9 @@ def test_finetune_dry_run_trains_nothing(ip):
         ("model: $bert_dir\ntask: text-classification\ndata: {train: $nowhere}\n", r"\$nowhere .* not defined"),
         ("model: $bert_dir\nlora: {rank: 8}\n", "Unknown key 'rank'.* in lora"),
         ("model: $bert_dir\ntrain: {epoch: 1}\n", "'epoch'.*did you mean 'epochs'"),
-        ("model: [unclosed\n", "not valid YAML"),
+        ("model: [unclosed\n", "not valid YAML at line 1: 'model: \\[unclosed'"),
+        ("model: $bert_dir\ntrain: {epochs: 2, lr: 1e-3 # fast}\n",
+         "at line 2: 'train: .*'#' starts a comment in YAML.*quotes"),
         ("task: text-classification\n", "needs a model"),
         ("model: $bert_dir\nlora: {}\nprompt: {}\n", "One adapter per recipe"),
     ],
@@ -221,3 +223,23 @@ def test_dry_run_says_its_session_is_now_current(ip):
         ip.run_cell(f"%%finetune --dry-run -o plan\n{RECIPE}")
     assert "dry run, not trained" in cap.stdout and "now current" in cap.stdout
     assert magics_of(ip).session() is ip.user_ns["plan"].session
+
+
+def test_nbtune_errors_render_as_their_message_alone_and_bugs_keep_their_traceback(shell, tiny_dirs):
+    import sys
+
+    def shown(exc_type, call):
+        try:
+            call()
+        except exc_type:
+            with capture_output() as cap:
+                shell.showtraceback(sys.exc_info())
+            return cap.stdout + cap.stderr
+        raise AssertionError("no exception")
+
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    text = shown(nbtune.SelectorError, lambda: s.freeze("nosuchmodule"))
+    assert text.strip().startswith("SelectorError: Selector 'nosuchmodule' matches nothing")
+    assert "Traceback" not in text and "freeze.py" not in text
+    bug = shown(ZeroDivisionError, lambda: 1 / 0)
+    assert "Traceback" in bug or "ZeroDivisionError" in bug and "line" in bug

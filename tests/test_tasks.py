@@ -328,3 +328,37 @@ def test_predict_is_the_tasks(tiny_dirs, tmp_path):
     mlm = nbtune.load(tiny_dirs["bert"], task="masked-lm")
     with pytest.raises(nbtune.TaskError, match="evaluate"):
         mlm.predict("the film")
+
+
+# -- strict readers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, content, pattern", [
+    ("bad.conll", "EU\tB-ORG\nrejects\tO\tO\n\n", r"bad.conll, line 2: 3 columns, but .*line 1.* has 2"),
+    ("bad.csv", "sentence,label\ngood film,1\nbad, film,0\n", r"bad.csv, line 3: 3 fields, but the header has 2"),
+    ("short.csv", "sentence,label\ngood film,1\nbad film\n", r"short.csv, line 3: 1 fields"),
+    ("bad.tsv", "sentence\tlabel\ngood film\t1\t\n", r"bad.tsv, line 2: 3 fields"),
+    ("bad.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0\n', r"bad.jsonl, line 2: not valid JSON"),
+    ("keys.jsonl", '{"text": "a", "label": 1}\n\n{"text": "b"}\n', r"keys.jsonl, line 3: the record lacks \['label'\]"),
+    ("list.json", '[{"text": "a", "label": 1}, "b"]', r"list.json, item 1: expected a JSON object"),
+    ("cols.json", '{"text": ["a", "b"], "label": [1]}', r"cols.json: the columns have different lengths"),
+])
+def test_readers_reject_malformed_rows_with_file_and_line(tmp_path, name, content, pattern):
+    from nbtune.core.training.data import load_table
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=pattern):
+        load_table(path)
+
+
+def test_readers_accept_well_formed_files(tmp_path):
+    from nbtune.core.training.data import load_table
+
+    (tmp_path / "ok.conll").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n")
+    table = load_table(tmp_path / "ok.conll")
+    assert table["tags"].tolist() == [["B-ORG", "O"], ["B-PER"]]
+    (tmp_path / "ok.jsonl").write_text('{"text": "a", "label": 1}\n\n{"text": "b", "label": 0}\n')
+    assert load_table(tmp_path / "ok.jsonl")["label"].tolist() == [1, 0]
+    (tmp_path / "quoted.csv").write_text('sentence,label\n"bad, but fun",1\n"multi\nline",0\n')
+    assert load_table(tmp_path / "quoted.csv")["sentence"].tolist() == ["bad, but fun", "multi\nline"]

@@ -69,8 +69,9 @@ def task_head_names(model: nn.Module) -> list[str]:
 
     transformers: every top-level child with parameters that is not the base model (``bert``,
     ``transformer``, ``model``...). T5-like models whose base model is the model itself, and plain
-    modules: top-level children with a known head name; failing that, the last module with
-    parameters (the final ``Linear`` of a hand-written CNN, say).
+    modules: top-level children with a known head name (``HEAD_NAMES``); an ``nn.Sequential``'s last child when it is
+    a Linear (the order of a Sequential is its data flow). Nothing else is guessed: an empty list means the caller
+    asks the user to name the head.
     """
     inner, prefix = unwrap(model)
     if inner is not model:
@@ -82,13 +83,19 @@ def task_head_names(model: nn.Module) -> list[str]:
         if names:
             return names
     names = [n for n, _ in children if n in HEAD_NAMES]
-    if names:
+    if names or not isinstance(model, nn.Sequential) or not children:
         return names
-    last = None
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.parameters(recurse=False)):
-            last = name
-    return [last] if last is not None else []
+    # An nn.Sequential runs its children in order, so its last child is the output layer by construction (for
+    # other modules registration order says nothing about data flow, so nothing is inferred from it).
+    last_name, last = children[-1]
+    return [last_name] if is_linear_like(last) else []
+
+
+def modules_with_params(model: nn.Module) -> list[str]:
+    """Modules that hold parameters themselves, in order. The last ones are what a plain model's head usually is:
+    offered in messages, never used as a guess (a model's last parametrised module can as well be a norm)."""
+    return [name for name, module in model.named_modules()
+            if name and any(True for _ in module.parameters(recurse=False))]
 
 
 def head_module_names(model: nn.Module) -> list[str]:

@@ -16,6 +16,11 @@ class NbtuneError(Exception):
     The notebook faces print these as one clear message instead of a traceback.
     """
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: show the message alone. The frames inside nbtune say nothing the message does not, and
+        the user's own cell is the one they just ran. Any other exception (a bug) keeps its full traceback."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ModelLoadError(NbtuneError):
     """A model could not be loaded: missing path, hub unreachable, bad GGUF file..."""

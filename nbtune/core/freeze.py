@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .architecture import (
+    HEAD_NAMES,
     block_lists,
     embedding_module_names,
     head_module_names,
     is_adapter_param,
     is_shadow_param,
     modules_after,
+    modules_with_params,
     qkv_module_names,
 )
 from .errors import SelectorError, close_matches
@@ -124,6 +126,8 @@ class _Resolver:
             return [n for n in self.names if rx.search(n)]
         if sel.startswith("type:"):
             pattern = sel[5:].strip()
+            if not pattern:
+                raise SelectorError(f"Selector {selector!r} names no type. Types in this model: {self._types()}.")
             return [
                 n for n, m in self.modules.items()
                 if any(fnmatch.fnmatchcase(cls.__name__, pattern) for cls in type(m).__mro__)
@@ -141,7 +145,12 @@ class _Resolver:
         if key == "head":
             heads = head_module_names(self.model)
             if not heads:
-                raise SelectorError(f"Could not find a task head in {type(self.model).__name__}; name it instead.")
+                last = modules_with_params(self.model)[-3:][::-1]
+                raise SelectorError(
+                    f"Preset 'head' found no task head in {type(self.model).__name__}: none of its top-level modules "
+                    f"has a head name ({', '.join(HEAD_NAMES)}). Name the head module instead; the last modules "
+                    f"with parameters are {', '.join(last) or 'none'} (s.layers() shows them all)."
+                )
             return heads
         if key == "qkv":
             found = qkv_module_names(self.model)
@@ -203,6 +212,30 @@ class _Resolver:
                     out += [n for n in self.names if n.startswith(target + ".") and fnmatch.fnmatchcase(n, pattern)]
         return out
 
+    def _types(self) -> str:
+        return ", ".join(sorted({type(m).__name__ for m in self.modules.values()}))
+
+    def what_exists(self, selector: str) -> str:
+        """For a selector that matched nothing: what its form could have matched in this model."""
+        sel = selector.strip()
+        if sel.startswith("type:"):
+            hints = close_matches(sel[5:].strip(), sorted({type(m).__name__ for m in self.modules.values()}))
+            close = f" Closest: {', '.join(hints)}." if hints else ""
+            return f"Module types in this model: {self._types()}.{close}"
+        if _RANGE.match(sel):
+            lists = [f"{name} (0-{count - 1})" for name, count in self._numbered()]
+            return f"Numbered containers: {', '.join(lists) or 'none'}."
+        hints = self.suggestions(sel)
+        return f"Closest names: {', '.join(hints)}." if hints else ""
+
+    def _numbered(self) -> list[tuple[str, int]]:
+        out = []
+        for name, module in self.modules.items():
+            count = sum(1 for k, _ in module.named_children() if k.isdigit())
+            if count:
+                out.append((name, count))
+        return out
+
     # -- many selectors --------------------------------------------------------------------
     def suggestions(self, selector: str) -> list[str]:
         generic = {re.sub(r"\.\d+(?=\.|$)", ".*", n) for n in self.modules}
@@ -217,11 +250,9 @@ class _Resolver:
                 raise SelectorError(f"Selectors are strings; got {sel!r} ({type(sel).__name__}). {SELECTOR_HELP}")
             names = self.match(sel)
             if not names:
-                hints = self.suggestions(sel.strip())
-                hint = f" Closest names: {', '.join(hints)}." if hints else ""
-                raise SelectorError(
-                    f"Selector {sel!r} matches nothing in {type(self.model).__name__}.{hint} {SELECTOR_HELP}"
-                )
+                hint = self.what_exists(sel)
+                raise SelectorError(f"Selector {sel!r} matches nothing in {type(self.model).__name__}. "
+                                    + (f"{hint} " if hint else "") + SELECTOR_HELP)
             matches[sel] = _outermost(names)
             for name in names:
                 if name in self.modules:

@@ -135,7 +135,29 @@ def load_yaml(text: str) -> Any:
     try:
         return yaml.load(text, Loader=_loader())
     except yaml.YAMLError as exc:
-        raise RecipeError(f"The recipe is not valid YAML: {exc}") from None
+        raise RecipeError(yaml_error_message(text, exc)) from None
+
+
+def yaml_error_message(text: str, exc: Exception) -> str:
+    """The recipe line YAML stumbled on, what it expected, and the usual cause (an unquoted ``#``, a tab)."""
+    lines = text.splitlines()
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    marks = [m for m in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)) if m is not None]
+    # a construct left open (a '{' whose '}' is missing) is reported at the end of the text: point at its start
+    inside = [m for m in marks if m.line < len(lines) and lines[m.line].strip()]
+    mark = inside[0] if inside else None
+    where = f" at line {mark.line + 1}: {lines[mark.line].strip()!r}" if mark is not None else ""
+    context = getattr(exc, "context", None)
+    said = f"{context}, {problem}" if context else problem
+    hints = []
+    suspects = [line for line in (lines[m.line] for m in inside) if " #" in line or line.lstrip().startswith("#")]
+    if suspects or (mark is None and any(" #" in line for line in lines)):
+        hints.append("'#' starts a comment in YAML, so the rest of that line was ignored; put the value in quotes "
+                     "('a#b') if the '#' belongs to it")
+    if any("\t" in line[: len(line) - len(line.lstrip())] for line in lines):
+        hints.append("indent with spaces, not tabs")
+    hint = (" Likely cause: " + "; ".join(hints) + ".") if hints else ""
+    return f"The recipe is not valid YAML{where} ({said}).{hint}"
 
 
 def parse_recipe(source: str | dict[str, Any]) -> Recipe:

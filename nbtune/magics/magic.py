@@ -26,6 +26,8 @@ COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze"
 def subcommands() -> tuple[str, ...]:
     """Every ``%nbtune`` subcommand: the fixed ones and one per registered adapter method (lora, vera, ...)."""
     return COMMANDS + tuple(method_names())
+
+
 # load()'s own keywords (read from its signature, so a new one is usable at once), plus the session's name
 LOAD_OPTIONS = [p.name for p in inspect.signature(load).parameters.values()
                 if p.name != "source" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + ["name"]

@@ -1,114 +1,14 @@
-"""Data in any common form -> a table -> tokenized examples -> length-grouped, dynamically padded batches.
-
-Accepted: pandas DataFrame, CSV/TSV/JSON/JSONL path, ``datasets.Dataset``/``DatasetDict``, a list of dicts,
-a list of strings (plain text for language modelling).
-"""
+"""A table -> tokenized examples -> length-grouped, dynamically padded batches (``readers`` makes the table)."""
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from ..errors import DataError
-
-
-def load_table(data: Any, split: str | None = None):
-    """Turn ``data`` into a pandas DataFrame (one row per example). ``split`` picks from a DatasetDict."""
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        return data.reset_index(drop=True)
-    if isinstance(data, (str, os.PathLike)):
-        return _read_file(Path(data).expanduser())
-    kind = type(data).__name__
-    if kind == "DatasetDict":
-        if split is None:
-            split = "train" if "train" in data else next(iter(data))
-        if split not in data:
-            raise DataError(f"The DatasetDict has no split {split!r}; splits: {list(data)}.")
-        return data[split].to_pandas()
-    if kind in ("Dataset", "IterableDataset") and hasattr(data, "to_pandas"):
-        return data.to_pandas()
-    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
-        if len(data) == 0:
-            raise DataError("The data is empty: give at least one example.")
-        if all(isinstance(x, str) for x in data):
-            return pd.DataFrame({"text": list(data)})
-        if all(isinstance(x, dict) for x in data):
-            return pd.DataFrame(list(data))
-        raise DataError("A list of examples must hold only dicts (one per example) or only strings (plain text).")
-    raise DataError(
-        f"Cannot read training data of type {kind}. Pass a pandas DataFrame, a CSV/TSV/JSON/JSONL path, a "
-        "datasets.Dataset or DatasetDict, a list of dicts, or a list of strings."
-    )
-
-
-CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".iob2", ".bio", ".annotated")
-
-
-def read_conll(path: str | os.PathLike):
-    """CoNLL-style token classification data: ``token<TAB>tag`` (or space-separated, last column the tag) per
-    line, a blank line between sentences. Returns a DataFrame with ``tokens`` and ``tags`` lists.
-    A line with a token but no tag is an error naming the file and line."""
-    import pandas as pd
-
-    sentences, tokens, tags = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                if tokens:
-                    sentences.append((tokens, tags))
-                    tokens, tags = [], []
-                continue
-            if line.startswith("-DOCSTART-"):
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) < 2 or not parts[0] or not parts[-1].strip():
-                raise DataError(f"{path}, line {number}: expected 'token<TAB>tag', got {line!r}. Fix or remove that line.")
-            tokens.append(parts[0])
-            tags.append(parts[-1].strip())
-    if tokens:
-        sentences.append((tokens, tags))
-    if not sentences:
-        raise DataError(f"{path} holds no sentences (token<TAB>tag lines separated by blank lines).")
-    return pd.DataFrame({"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]})
-
-
-def _read_file(path: Path):
-    import pandas as pd
-
-    if not path.exists():
-        raise DataError(f"No such data file: {path}.")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
-    try:
-        if suffix.startswith(".tsv"):
-            # GLUE-style TSV: tabs, no quoting (sentences contain quote characters).
-            return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
-        if suffix.startswith(".csv"):
-            return pd.read_csv(path, keep_default_na=False)
-        if suffix.startswith(".jsonl"):
-            return pd.read_json(path, lines=True)
-        if suffix.startswith(".json"):
-            try:
-                return pd.read_json(path)
-            except ValueError:
-                return pd.read_json(path, lines=True)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in CONLL_SUFFIXES:
-            return read_conll(path)
-        if suffix == ".txt":
-            lines = [line.rstrip("\n") for line in path.read_text().splitlines() if line.strip()]
-            return pd.DataFrame({"text": lines})
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"Could not parse {path}: {exc}") from None
-    raise DataError(f"Unknown data file type {path.suffix!r} for {path}; use .csv, .tsv, .json, .jsonl, .parquet or .txt.")
+from .readers import load_table, read_conll  # noqa: F401 - the data API in one place
 
 
 def pick_column(table, role: str, candidates: Sequence[str], given: dict[str, str], required: bool = True) -> str | None:
