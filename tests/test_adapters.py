@@ -323,3 +323,83 @@ def test_smollm2_lora_save_reload(smollm, tmp_path):
     s.save(tmp_path / "smol")
     s2 = nbtune.load(tmp_path / "smol")
     assert torch.equal(logits(s2, batch), logits(s, batch))
+
+
+# -- saving never destroys ------------------------------------------------------------------------------
+
+
+def _logits(s, text="a good film"):
+    enc = s.tokenizer([text], return_tensors="pt")
+    s.eval_mode()
+    with torch.no_grad():
+        return s.model(**enc).logits
+
+
+def test_saving_over_a_foreign_folder_needs_overwrite(tiny_dirs, tmp_path):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(nbtune.SaveError, match="not an nbtune save \\(notes.txt.*overwrite=True"):
+        s.save(other)
+    assert (other / "notes.txt").read_text() == "mine"
+    s.save(other, overwrite=True)
+    assert not (other / "notes.txt").exists() and torch.equal(_logits(nbtune.load(other)), _logits(s))
+
+
+def test_a_save_cut_short_leaves_the_previous_one(tiny_dirs, tmp_path, monkeypatch):
+    import os
+
+    from nbtune.core import persist
+
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    s.add_lora(r=2)
+    folder = tmp_path / "saved"
+    s.save(folder)
+    first = _logits(s)
+    with torch.no_grad():
+        for p in s.model.parameters():
+            if p.requires_grad:
+                p.add_(0.5)
+    assert not torch.equal(_logits(s), first)
+
+    # a crash while the files are written: the previous save stays where it is
+    def broken(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(persist, "_metadata", broken)
+        with pytest.raises(OSError):
+            s.save(folder)
+    assert torch.equal(_logits(nbtune.load(folder)), first)
+
+    # a kill between moving the previous save aside and moving the new one in: the next load puts it back
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def killed(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if the process died here
+        real_replace(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(persist.os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            s.save(folder)
+    assert not folder.exists()
+    assert torch.equal(_logits(nbtune.load(folder)), first)
+
+
+def test_each_tensor_is_stored_once(tiny_dirs, tmp_path):
+    from safetensors.torch import load_file
+
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    s.add_lora(r=4)
+    s.unfreeze("bert.embeddings.LayerNorm")  # a base module peft does not store: it goes to nbtune's own file
+    report = s.save(tmp_path / "once")
+    stored = sum(t.numel() for f in (tmp_path / "once").rglob("*.safetensors") for t in load_file(str(f)).values())
+    assert stored == report.trainable_saved == s.summary().trainable
+    s2 = nbtune.load(tmp_path / "once")
+    assert torch.equal(_logits(s2), _logits(s))
+    assert set(s2.trainable_parameters()) == set(s.trainable_parameters())

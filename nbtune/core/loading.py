@@ -281,6 +281,7 @@ def load(
         persist.restore(session, adapter, meta)
         return session
     if isinstance(source, (str, os.PathLike)) and not isinstance(source, nn.Module):
+        persist.recover_interrupted_save(source)  # a save killed mid-swap left the previous one beside the folder
         meta = persist.read_meta(source) if Path(str(source)).expanduser().is_dir() else None
         if meta is not None:
             return _load_saved(source, meta, dtype=dtype, seed=seed, allow_pickle=allow_pickle, **model_kwargs)

@@ -29,6 +29,7 @@ import torch
 
 from .architecture import is_peft_model, unwrap
 from .errors import SaveError
+from .interrupts import deferred_interrupts
 from .params import copy_tensors
 from .tasks import is_labelled
 from .version import __version__
@@ -62,14 +63,31 @@ def _atomic_dir(folder: Path):
     return Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
 
 
+def _backup_of(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.previous")
+
+
 def _commit(tmp: Path, folder: Path) -> None:
-    backup = None
-    if folder.exists():
-        backup = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, backup)
-    os.replace(tmp, folder)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    """Swap the finished ``tmp`` into ``folder``. The previous save is moved aside first and deleted last; a process
+    killed between the two moves leaves it beside the folder, where ``recover_interrupted_save`` finds it."""
+    backup = _backup_of(folder)
+    with deferred_interrupts():
+        if folder.exists():
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.replace(folder, backup)
+        os.replace(tmp, folder)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_interrupted_save(folder: str | os.PathLike) -> bool:
+    """Put a previous save back where a save killed mid-swap left it aside; True when it did."""
+    folder = Path(folder).expanduser()
+    backup = _backup_of(folder)
+    if not folder.exists() and (backup / META_FILE).is_file():
+        os.replace(backup, folder)
+        return True
+    return False
 
 
 def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
@@ -86,16 +104,19 @@ def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_session(session, folder: str | os.PathLike) -> SaveReport:
-    """Write ``session`` to ``folder`` (replacing a previous save there) and return what was written."""
+def save_session(session, folder: str | os.PathLike, overwrite: bool = False) -> SaveReport:
+    """Write ``session`` to ``folder`` (replacing a previous nbtune save there) and return what was written."""
     from safetensors.torch import save_file
 
     session.require_weights("save")
     folder = Path(folder).expanduser().resolve()
+    recover_interrupted_save(folder)
     if folder.exists() and not folder.is_dir():
         raise SaveError(f"{folder} is a file; pass a folder to save into.")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / META_FILE).exists():
-        raise SaveError(f"{folder} already holds files that are not an nbtune save; choose an empty or new folder.")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / META_FILE).exists() and not overwrite:
+        shown = ", ".join(sorted(p.name for p in folder.iterdir())[:4])
+        raise SaveError(f"{folder} already holds files that are not an nbtune save ({shown}...). Choose an empty or "
+                        "new folder, or pass overwrite=True to replace everything in it.")
     model = session.model
     peft = is_peft_model(model)
     tmp = _atomic_dir(folder)
@@ -104,6 +125,8 @@ def save_session(session, folder: str | os.PathLike) -> SaveReport:
         if peft:
             model.save_pretrained(str(tmp))
             state = _state_to_save(session, everything=False)
+            stored = _stored_by_peft(model)
+            state = {n: t for n, t in state.items() if n not in stored}
         elif _is_pretrained(model):
             model.save_pretrained(str(tmp))
             state = {}
@@ -113,8 +136,7 @@ def save_session(session, folder: str | os.PathLike) -> SaveReport:
             save_file(state, str(tmp / STATE_FILE))
         if session.tokenizer is not None and hasattr(session.tokenizer, "save_pretrained"):
             session.tokenizer.save_pretrained(str(tmp))
-        trainable_saved = (sum(t.numel() for n, t in state.items() if n in set(trainable)) if state
-                           else sum(p.numel() for p in model.parameters() if p.requires_grad))
+        trainable_saved = sum(p.numel() for p in model.parameters() if p.requires_grad)
         meta = _metadata(session, peft, trainable, trainable_saved)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
@@ -123,6 +145,21 @@ def save_session(session, folder: str | os.PathLike) -> SaveReport:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SaveReport(str(folder), files, trainable_saved, meta["adapters"])
+
+
+def _stored_by_peft(model) -> set[str]:
+    """Names of the parameters whose tensors peft's own adapter files hold as they are (prompt-learning adapters
+    store a computed prompt instead, so their encoders are not among them)."""
+    from peft import get_peft_model_state_dict
+
+    by_storage = {(p.data_ptr(), tuple(p.shape)): n for n, p in model.named_parameters()}
+    stored = set()
+    for name in model.peft_config:
+        for tensor in get_peft_model_state_dict(model, adapter_name=name).values():
+            found = by_storage.get((tensor.data_ptr(), tuple(tensor.shape)))
+            if found is not None:
+                stored.add(found)
+    return stored
 
 
 def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -> dict[str, Any]:
@@ -174,7 +211,8 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
     if meta["peft"]:
         # Rebuild the adapters from their saved configs, then load the exact weights from our state file:
         # peft will not reload prompt-learning adapters as trainable (it stores their computed prompt only).
-        from peft import PeftConfig, get_peft_model
+        from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+        from safetensors.torch import load_file as load_adapter_file
 
         first, *rest = meta["adapters"]
         configs = {}
@@ -185,6 +223,10 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
         model = get_peft_model(session.model, configs[first], adapter_name=first)
         for name in rest:
             model.add_adapter(name, configs[name])
+        for name in meta["adapters"]:  # peft's own files hold the adapter weights; ours below hold the rest
+            weights_file = _adapter_dir(folder, name) / "adapter_model.safetensors"
+            if weights_file.is_file():
+                set_peft_model_state_dict(model, load_adapter_file(str(weights_file)), adapter_name=name)
         model.set_adapter(meta["active_adapter"])
         session.model = model
     state_path = folder / STATE_FILE

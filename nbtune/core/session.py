@@ -292,12 +292,14 @@ class Session:
         return notes
 
     # -- persistence -----------------------------------------------------------------------------
-    def save(self, folder: str) -> persist.SaveReport:
+    def save(self, folder: str, overwrite: bool = False) -> persist.SaveReport:
         """Save adapters (or the model), the trained head, the tokenizer and nbtune's metadata to ``folder``.
 
-        ``nbtune.load(folder)`` gives back the same model: the same logits, the same trainable set.
+        ``nbtune.load(folder)`` gives back the same model: the same logits, the same trainable set. A previous
+        nbtune save in ``folder`` is replaced only once the new one is complete; a folder holding anything else is
+        refused unless ``overwrite=True``.
         """
-        return persist.save_session(self, folder)
+        return persist.save_session(self, folder, overwrite=overwrite)
 
     # -- training ----------------------------------------------------------------------------------
     @property

@@ -249,9 +249,11 @@ class NbtuneMagics(Magics):
         return None
 
     def _cmd_save(self, target, rest):
-        if len(rest) != 1:
-            raise MagicUsageError("%nbtune save FOLDER")
-        return self.session(target).save(rest[0])
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune save FOLDER [overwrite=true]")
+        check_keys(opts, ["overwrite"], "save")
+        return self.session(target).save(positional[0], **opts)
 
     # -- %%finetune -------------------------------------------------------------------------------------
     @magic_arguments()

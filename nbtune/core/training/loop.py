@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..errors import OutOfMemoryError, TrainingError
+from ..interrupts import deferred_interrupts
 from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
@@ -29,7 +30,7 @@ from .fingerprint import difference, fingerprint
 from .optim import build_optimizer, build_scheduler, param_groups, signature
 from .result import RunResult
 from .runtime import get_accelerator
-from .transaction import StepGuard, deferred_interrupts, non_finite_message
+from .transaction import StepGuard, non_finite_message
 
 
 @dataclass

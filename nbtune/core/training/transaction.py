@@ -5,7 +5,7 @@ position in the data, step counter, RNG state, history row. An interrupt or an e
 leave weights one update ahead of the history, and a resumed run would drift from the uninterrupted one. Two
 pieces, used together by the loop, keep the session on a completed step whatever arrives when:
 
-- ``deferred_interrupts()``: a SIGINT (Interrupt Kernel, Ctrl-C) that arrives inside the block is held and
+- ``deferred_interrupts()`` (``nbtune.core.interrupts``): a SIGINT (Interrupt Kernel, Ctrl-C) that arrives inside the block is held and
   raised as soon as the block ends, so update and bookkeeping are one unit for signals. The same block guards
   every other place where nbtune changes several pieces of session state together.
 - ``StepGuard``: a copy of the committed state (trainable tensors, optimizer, scheduler, loss scaler, position,
@@ -19,43 +19,11 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-
-
-class deferred_interrupts:  # noqa: N801 - used like a function: ``with deferred_interrupts():``
-    """Hold SIGINT for the duration of the block and deliver it when the block ends.
-
-    Only the main thread receives signals in Python, so elsewhere this does nothing. A signal held while the block
-    raises is dropped: the exception already unwinds the same code the interrupt would have.
-    """
-
-    def __enter__(self) -> "deferred_interrupts":
-        self.pending: tuple[int, Any] | None = None
-        self.active = threading.current_thread() is threading.main_thread()
-        if self.active:
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum: int, frame: Any) -> None:
-        self.pending = (signum, frame)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.active:
-            return
-        signal.signal(signal.SIGINT, self.previous)
-        if self.pending is None or exc_type is not None:
-            return
-        if callable(self.previous):
-            self.previous(*self.pending)  # the kernel's or Python's handler: raises KeyboardInterrupt
-        elif self.previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
 
 
 def _copy_tree(value: Any, device: torch.device | str | None) -> Any:
