@@ -45,6 +45,14 @@ def is_shadow_param(name: str) -> bool:
     return ".original_module." in name or name.startswith("original_module.")
 
 
+def canonical_name(name: str) -> str:
+    """A parameter's name in the bare model, whatever peft wrapped around it (``base_model.model.`` in front,
+    ``.base_layer.`` or ``.original_module.`` inside): the same before and after attaching or merging adapters."""
+    if name.startswith("base_model.model."):
+        name = name[len("base_model.model."):]
+    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
+
+
 def is_peft_model(model: nn.Module) -> bool:
     """A peft wrapper (PeftModel): it holds adapter configs and the model it wraps."""
     return hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None))

@@ -92,11 +92,12 @@ def recover_interrupted_save(folder: str | os.PathLike) -> bool:
 
 def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
     """Parameters to store ourselves: trainable, trained, and every adapter weight (inactive adapters too)."""
-    from .architecture import is_adapter_param, is_shadow_param
+    from .architecture import canonical_name, is_adapter_param, is_shadow_param
 
     model = session.model
+    trained = session.trained_params  # canonical names: valid whether adapters wrapped the model since or not
     names = {n for n, p in model.named_parameters()
-             if p.requires_grad or (is_adapter_param(n) and not is_shadow_param(n))} | set(session.trained_params)
+             if p.requires_grad or (is_adapter_param(n) and not is_shadow_param(n)) or canonical_name(n) in trained}
     out = {}
     for name, tensor in list(model.named_parameters()) + (list(model.named_buffers()) if everything else []):
         if everything or name in names:
@@ -182,6 +183,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "adapter_settings": session.adapter_settings,
         "id2label": id2label,
         "trainable": trainable,
+        "trained": sorted(session.trained_params),  # frozen since, but changed: a later save must keep them too
         "trainable_numel": trainable_saved,
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
         "has_config": config is not None,
@@ -245,4 +247,5 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
     for name, param in session.model.named_parameters():
         param.requires_grad_(name in trainable)
     session.freeze_log = [(a, tuple(s)) for a, s in meta.get("freeze_log", [])]
+    session.trained_params = set(meta.get("trained", []))
     session.adapter_settings = dict(meta.get("adapter_settings") or {})

@@ -306,7 +306,7 @@ class Session:
     def training(self):
         """Optimizer, schedule, run position and history kept between ``train`` calls."""
         if self._training is None:
-            from .training.loop import TrainingState
+            from .training.state import TrainingState
 
             self._training = TrainingState()
         return self._training
@@ -441,7 +441,7 @@ class Session:
         self.model, self.task = new, spec.name
         self.freeze_log, self.trained_params = [], set()
         history = self.training.history
-        from .training.loop import TrainingState
+        from .training.state import TrainingState
 
         self._training = TrainingState(history=history, global_step=self.training.global_step)
         self.notes.extend(notes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..architecture import is_adapter_param, is_peft_model, unwrap
+from ..architecture import canonical_name, is_adapter_param, is_peft_model, unwrap
 
 # adapter config keys that say where or how the config was saved, not what the adapter is
 _INCIDENTAL = {"inference_mode", "base_model_name_or_path", "revision", "task_type", "peft_version", "auto_mapping"}
@@ -46,20 +46,10 @@ def fingerprint(session, trainable: list[str]) -> dict[str, Any]:
     return {
         "model_class": type(inner).__name__,
         "task": session.task,
-        "base": [[base_name(n), list(p.shape)] for n, p in inner.named_parameters() if not is_adapter_param(n)],
+        "base": [[canonical_name(n), list(p.shape)] for n, p in inner.named_parameters() if not is_adapter_param(n)],
         "adapters": adapter_configs(model),
         "trainable": [[n, shapes.get(n)] for n in trainable],
     }
-
-
-def base_name(name: str) -> str:
-    """A parameter's name in the bare model, whatever peft wrapped around its module."""
-    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
-
-
-def unwrapped(name: str) -> str:
-    """``name`` without peft's wrapper prefix."""
-    return name.removeprefix("base_model.model.")
 
 
 def _few(names: list[str]) -> str:
@@ -92,7 +82,7 @@ def difference(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
                 ([f"only in this session's model: {_few(only_here)}"] if only_here else [])
         return "the models have different layers (" + "; ".join(parts) + ")"
     # adapter parameters match once the adapter configs do; everything else must be a base parameter
-    missing = [n for n, _ in saved["trainable"] if base_name(unwrapped(n)) not in here and not is_adapter_param(n)]
+    missing = [n for n, _ in saved["trainable"] if canonical_name(n) not in here and not is_adapter_param(n)]
     if missing:
         return f"the checkpoint trains parameters this model lacks: {_few(missing)}"
     return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import math
 import time
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable
 
@@ -18,51 +17,18 @@ import torch
 
 from ..errors import OutOfMemoryError, TrainingError
 from ..interrupts import deferred_interrupts
-from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
-from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History, check_callback, is_finite
+from .callbacks import History, check_callback, is_finite
 from .config import TrainConfig
-from .data import make_loader
 from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
-from .fingerprint import difference, fingerprint
-from .optim import build_optimizer, build_scheduler, param_groups, signature
+from .fingerprint import fingerprint
 from .result import RunResult
 from .runtime import get_accelerator
+from .setup import apply_run, check_checkpoint_fits, check_same_order, check_same_trainable, nothing_to_train
+from .state import RunPosition, TrainingState
 from .transaction import StepGuard, non_finite_message
-
-
-@dataclass
-class RunPosition:
-    """Where a run is: enough to continue it exactly (in memory after an interrupt, or from a checkpoint)."""
-
-    config: dict[str, Any]
-    total_steps: int
-    steps_per_epoch: int
-    run_step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    splits: int = 1  # micro-batch splits after out-of-memory halvings
-    rng: dict[str, Any] | None = None
-    finished: bool = False
-    callbacks: dict[str, Any] = field(default_factory=dict)  # state of callbacks that keep some (early stopping)
-    trainable: list[str] = field(default_factory=list)  # names the run trains: resuming needs the same set
-
-
-@dataclass
-class TrainingState:
-    """What a session keeps between ``train`` calls."""
-
-    history: History = field(default_factory=History)
-    global_step: int = 0
-    optimizer: torch.optim.Optimizer | None = None
-    optimizer_signature: tuple | None = None
-    scheduler: Any = None
-    position: RunPosition | None = None
-    runs: int = 0
-    accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
-
 
 # fp16 loss scaling halves the scale at each overflow; this many skipped steps in a row (scale / 2**20) means the
 # gradients overflow at any scale, i.e. a real fault rather than the scaler calibrating.
@@ -105,142 +71,29 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         if state.position is None or state.position.finished:
             raise TrainingError("resume=True continues an interrupted run, and this session has none; "
                                 "call train() without resume to start a new run.")
-        _check_same_order(state.position.config, cfg, "the interrupted run")
-        _check_same_trainable(session.model, state.position.trainable)
+        check_same_order(state.position.config, cfg, "the interrupted run")
+        check_same_trainable(session.model, state.position.trainable)
     elif resume:
         saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(resume))
-        _check_same_order(saved["state"]["config"], cfg, f"checkpoint {saved['path']}")
-        _check_checkpoint_fits(session, saved)
+        check_same_order(saved["state"]["config"], cfg, f"checkpoint {saved['path']}")
+        check_checkpoint_fits(session, saved)
 
     callbacks = list(callbacks)
     for callback in callbacks:
         check_callback(callback)
     accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
-        raise _nothing_to_train()
+        raise nothing_to_train()
     if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
                             "processes; use a multiple of the process count.")
 
     # 2. Apply: label names, the checkpoint, optimizer and scheduler; an interrupt waits until all of it is done.
     with deferred_interrupts():
-        loader, eval_features, listeners, names = _apply(session, handler, cfg, accelerator, train_features,
+        loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
     return run.go()
-
-
-def _apply(session, handler, cfg, accelerator, train_features, eval_features, saved, resume, callbacks, log):
-    """Put the validated run onto the session: every change ``fit`` makes before the first step."""
-    state: TrainingState = session.training
-    handler.apply(session, train_features)
-    state.accelerator = accelerator
-    model = session.model.to(accelerator.device)
-    if saved is not None:
-        _restore_weights(model, saved)
-    groups = param_groups(model, cfg)
-    if not groups:  # a checkpoint's trainable set can be empty too
-        raise _nothing_to_train()
-    names = [n for g in groups for n in g["names"]]
-    session.trained_params.update(names)
-    if saved is not None or state.optimizer is None or state.optimizer_signature != signature(groups):
-        state.optimizer = build_optimizer(groups)
-        state.optimizer_signature = signature(groups)
-    loader = make_loader(train_features, handler.collator(session, cfg), cfg.batch_size, cfg.seed, shuffle=True,
-                         group_by_length=cfg.group_by_length)
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
-    if saved is not None:
-        position = restore_checkpoint_state(state, cfg, saved)
-    elif resume is True:
-        position = state.position
-    else:
-        total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        position = RunPosition(cfg.to_dict(), total, steps_per_epoch, trainable=names)
-        state.scheduler = build_scheduler(state.optimizer, cfg, total)
-        from accelerate.utils import set_seed
-
-        set_seed(cfg.seed)
-        position.rng = ckpt_mod.rng_state()  # an interrupt inside the first step goes back to exactly this
-    position.trainable = names
-    state.position = position
-    state.runs += 1
-
-    listeners: list[Callable] = [state.history]
-    if cfg.early_stopping and eval_features is not None:
-        metric = cfg.early_stopping_metric or handler.main_metric
-        listeners.append(EarlyStopping(metric, cfg.early_stopping, "max" if handler.greater_is_better else "min"))
-    if cfg.save_every and cfg.checkpoint_dir:
-        listeners.append(EveryNSteps(cfg.save_every, "should_save"))
-    if cfg.eval_every and eval_features is not None:
-        listeners.append(EveryNSteps(cfg.eval_every, "should_evaluate"))
-    if log and accelerator.is_main_process:
-        listeners.append(ConsoleLogger(cfg.log_every))
-    listeners.extend(callbacks)
-    for listener in listeners:  # resuming: callbacks pick up where they were (early stopping's patience)
-        if hasattr(listener, "load_state_dict") and type(listener).__name__ in position.callbacks:
-            listener.load_state_dict(position.callbacks[type(listener).__name__])
-    return loader, eval_features, listeners, names
-
-
-def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict[str, Any]) -> RunPosition:
-    """Optimizer, scheduler, history, step counter and position from a loaded checkpoint (weights are separate)."""
-    position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
-                              if k in RunPosition.__dataclass_fields__})
-    position.rng = saved["rng"]
-    state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
-    state.history = History(saved["state"]["history"])
-    state.global_step = saved["state"]["global_step"]
-    return position
-
-
-def _nothing_to_train() -> TrainingError:
-    return TrainingError("Nothing to train: every parameter is frozen. Unfreeze something (s.unfreeze('head')) "
-                         "or attach an adapter (s.add_lora()).")
-
-
-def _check_same_order(saved_config: dict[str, Any], cfg: TrainConfig, where: str) -> None:
-    differ = {k: (saved_config.get(k), getattr(cfg, k)) for k in TrainConfig.ORDER_KEYS
-              if saved_config.get(k) != getattr(cfg, k)}
-    if differ:
-        said = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in differ.items())
-        raise TrainingError(f"Cannot resume {where} with different settings ({said}): the data order and step count "
-                            "depend on them. Pass the same values, or start a new run without resume.")
-
-
-def _check_same_trainable(model, trainable: list[str]) -> None:
-    now = [n for n, p in model.named_parameters() if p.requires_grad]
-    if trainable and set(now) != set(trainable):
-        added, removed = sorted(set(now) - set(trainable)), sorted(set(trainable) - set(now))
-        said = "; ".join(([f"now trainable: {added[:3]}"] if added else []) + ([f"now frozen: {removed[:3]}"] if removed
-                                                                                 else []))
-        raise TrainingError(f"The trainable set changed since the run was interrupted ({said}), so its optimizer "
-                            "state no longer fits. Freeze and unfreeze back to how it was, or start a new run "
-                            "without resume.")
-
-
-def _check_checkpoint_fits(session, saved) -> None:
-    """Refuse, before anything changes, a checkpoint made for another model, task or adapter set."""
-    own = dict(session.model.named_parameters())
-    recorded = saved["state"].get("fingerprint")
-    problem = difference(recorded, fingerprint(session, [])) if recorded else None
-    if problem is None:
-        wrong = [n for n, t in saved["weights"].items() if n not in own or tuple(own[n].shape) != tuple(t.shape)]
-        if wrong:
-            problem = f"it holds weights this model lacks or shapes differently: {wrong[:3]}"
-    if problem:
-        raise TrainingError(
-            f"Cannot resume from checkpoint {saved['path']}: {problem}. Nothing was changed. Set the session up as "
-            "the run was (same model, task and adapters, e.g. s.add_lora(...) first), then resume."
-        )
-
-
-def _restore_weights(model, saved) -> None:
-    own = dict(model.named_parameters())
-    for name, param in own.items():
-        param.requires_grad_(name in saved["weights"])
-    copy_tensors(own, saved["weights"])
 
 
 class _Run:
