@@ -112,6 +112,16 @@ def test_head_preset_never_guesses(tmp_path):
     assert seq.trainable_parameters() == ["2.weight", "2.bias"]
 
 
+def test_presets_that_cannot_apply_say_what_to_use_instead():
+    s = nbtune.load(nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)))
+    with pytest.raises(nbtune.SelectorError, match="'bitfit' trains biases.*has none.*add_lora"):
+        s.unfreeze("bitfit")
+    with pytest.raises(nbtune.SelectorError, match="'embeddings' found no nn.Embedding.*Name the input layer"):
+        s.unfreeze("embeddings")
+    with pytest.raises(nbtune.SelectorError, match="'qkv' found no attention"):
+        s.unfreeze("qkv")
+
+
 @pytest.mark.parametrize("selector, pattern", [
     ("type:Conv2d", "Module types in this model: LayerNorm, Linear\\."),
     ("type:Linaer", "Closest: Linear"),

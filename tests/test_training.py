@@ -403,6 +403,32 @@ def test_diverging_learning_rate_leaves_weights_that_evaluate_finite(tiny_dirs):
     assert len(s.history.losses()) == s.training.global_step  # history and weights describe the same step
 
 
+def test_nan_loss_without_a_snapshot_goes_back_to_the_newest_checkpoint(bert, tmp_path, monkeypatch):
+    from nbtune.core.training import transaction
+
+    monkeypatch.setattr(transaction, "SNAPSHOT_MAX_BYTES", 0)  # as for a trainable set too large to copy
+    calls = {"n": 0}
+    snapshots = {}
+
+    def remember(event, control):
+        if isinstance(event, StepEnded):
+            snapshots[event.step] = weights(bert.model)
+
+    def poison(module, args, output):
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] == 6 else output
+
+    handle = bert.model.classifier.register_forward_hook(poison)
+    run = bert.train(toy_rows(64), callbacks=[remember], checkpoint_dir=str(tmp_path), save_every=2,
+                     **fast(epochs=1, batch_size=8))
+    handle.remove()
+    assert run.outcome is Outcome.NON_FINITE and run.global_step == 4  # the checkpoint of step 4
+    assert "went back to step 4" in " ".join(run.messages) and "checkpoint" in " ".join(run.messages)
+    now = weights(bert.model)
+    assert all(torch.equal(now[n], snapshots[4][n]) for n in now)
+    assert len(bert.history.losses()) == 4 and bert.training.position.run_step == 4
+
+
 def _oom_when_larger_than(limit):
     def hook(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)

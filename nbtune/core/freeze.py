@@ -161,9 +161,18 @@ class _Resolver:
                 )
             return found
         if key == "bitfit":
-            return [n for n in self.index.params if n.split(".")[-1] == "bias"]
+            found = [n for n in self.index.params if n.split(".")[-1] == "bias"]
+            if not found:
+                raise SelectorError(f"Preset 'bitfit' trains biases, and {type(self.model).__name__} has none. Choose "
+                                    "another preset (head, top:N) or attach an adapter (s.add_lora()).")
+            return found
         if key == "embeddings":
-            return embedding_module_names(self.model)
+            found = embedding_module_names(self.model)
+            if not found:
+                raise SelectorError(f"Preset 'embeddings' found no nn.Embedding (or module called 'embeddings') in "
+                                    f"{type(self.model).__name__}. Name the input layer instead (s.layers() lists "
+                                    "the modules).")
+            return found
         if key in ("adapter", "adapters"):
             active = _active_adapter(self.model)
             found = [n for n in self.index.params

@@ -158,6 +158,11 @@ def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_c
                 "trust_remote_code=True (nbtune leaves it off by default)."
             ) from None
         raise ModelLoadError(f"Could not read the model config in {location}: {exc}") from None
+    except Exception as exc:  # a damaged config.json, a model type this transformers does not know
+        raise ModelLoadError(
+            f"Could not read the model config in {location} ({type(exc).__name__}: {exc}). Check its config.json "
+            "(valid JSON, a model_type this transformers version knows; upgrading transformers may help)."
+        ) from None
 
 
 def resolve_task(task: str | None, config, location: str, kind: str) -> type[TaskHandler]:

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import OutOfMemoryError, TrainingError
 from ..interrupts import deferred_interrupts
+from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
 from .callbacks import History, check_callback, is_finite
@@ -256,11 +257,31 @@ class _Run:
         elif self.state.global_step == self.start_step:
             kept, how = self.state.global_step, "no update was applied in this run"
         else:
-            kept = self.guard.restore()
-            how = "an in-memory snapshot" if kept is not None else self._no_snapshot()
+            kept, how = self.guard.restore(), "an in-memory snapshot"
+            if kept is None and self.last_checkpoint:
+                kept, how = self._back_to_checkpoint(), f"the run's checkpoint {self.last_checkpoint}"
+            elif kept is None:
+                how = self._no_snapshot() + " and the run wrote no checkpoint (checkpoint_dir=..., save_every=N)"
         value = loss if what == "loss" else norm
         self.control.stop("non-finite loss", Outcome.NON_FINITE)
         self.messages.append(non_finite_message(what, value, step, kept, self.step_lr, how))
+
+    def _back_to_checkpoint(self) -> int:
+        """Weights, optimizer, scheduler, history and position of the run's newest checkpoint."""
+        from pathlib import Path
+
+        saved = ckpt_mod.load_checkpoint(Path(self.last_checkpoint))
+        own = dict(self.session.model.named_parameters())
+        copy_tensors(own, saved["weights"])
+        self.state.optimizer.load_state_dict(saved["optimizer"])
+        self.state.scheduler.load_state_dict(saved["scheduler"])
+        self.state.history.rows[:] = saved["state"]["history"]
+        self.state.global_step = saved["state"]["global_step"]
+        for key, value in saved["state"]["position"].items():
+            if hasattr(self.position, key):
+                setattr(self.position, key, value)
+        self.position.rng = saved["rng"]
+        return self.state.global_step
 
     def _no_snapshot(self) -> str:
         return (f"the trainable set and its optimizer state ({self.guard.size / 2**30:.1f} GB) are too large to copy "

@@ -58,6 +58,11 @@ def state_bytes(params: list[torch.Tensor], optimizer) -> int:
     return weights * 3 if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) else weights * 2
 
 
+# Beyond this much trainable state (weights + optimizer), no copy is kept in memory; a non-finite loss then goes back
+# to the run's newest checkpoint, when it writes any.
+SNAPSHOT_MAX_BYTES = 2 << 30
+
+
 class StepGuard:
     """Takes and restores snapshots of a run's committed state (see the module docstring).
 
@@ -67,12 +72,12 @@ class StepGuard:
 
     def __init__(self, named_params: dict[str, torch.nn.Parameter], optimizer, scheduler, scaler,
                  read: Callable[[], tuple[int, dict[str, Any], int, dict[str, Any]]],
-                 write: Callable[[Snapshot], None], *, budget: float = 0.01, max_bytes: int = 2 << 30,
+                 write: Callable[[Snapshot], None], *, budget: float = 0.01, max_bytes: int | None = None,
                  always_bytes: int = 32 << 20):
         self.params, self.optimizer, self.scheduler, self.scaler = named_params, optimizer, scheduler, scaler
         self.read, self.write, self.budget, self.always_bytes = read, write, budget, always_bytes
         size = state_bytes(list(named_params.values()), optimizer)
-        self.enabled = size <= max_bytes
+        self.enabled = size <= (SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes)
         self.size = size
         # Large state on an accelerator is copied to host memory: doubling it on the device could itself run out.
         on_accelerator = any(p.device.type != "cpu" for p in named_params.values())
