@@ -652,3 +652,30 @@ def test_adapter_and_recipe_synonyms(bert):
         bert.add_adapter("lora", rank=8)
     with pytest.raises(RecipeError, match="'rank' \\(did you mean 'r'\\?\\)"):
         parse_recipe({"model": "m", "lora": {"rank": 8}})
+
+
+def test_the_default_learning_rate_follows_the_trainable_set(tiny_dirs):
+    def run_with_defaults(setup):
+        s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+        setup(s)
+        return s.train(toy_rows(32), max_steps=2, batch_size=8, log=False)
+
+    def head_only(s):
+        s.freeze("all")
+        s.unfreeze("head")
+
+    cases = [(lambda s: None, 5e-5, "fine-tuning"), (head_only, 3e-3, "head only"),
+             (lambda s: s.add_lora(r=2), 5e-4, "LoRA default"), (lambda s: s.add_ia3(), 3e-3, "IA3 default")]
+    for setup, rate, why in cases:
+        run = run_with_defaults(setup)
+        assert run.config["lr"] == rate and any(why in m and "pass lr=" in m for m in run.messages)
+    explicit = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    run = explicit.train(toy_rows(32), max_steps=2, batch_size=8, log=False, lr=1e-4)
+    assert run.config["lr"] == 1e-4 and not any("pass lr=" in m for m in run.messages)
+
+
+def test_run_summary_compares_means_not_single_batches():
+    from nbtune.render.training import loss_trend
+
+    losses = [0.9, 0.5, 0.7, 0.6, 0.65, 0.6, 0.62, 0.61, 0.6, 0.58] * 3 + [0.2]
+    assert loss_trend(losses) == ", loss 0.7000 -> 0.4600 (means of the first and last 3 steps)"

@@ -9,10 +9,18 @@ def _metric_rows(metrics: dict[str, float]) -> list[list[str]]:
     return [[k, f"{v:.4f}"] for k, v in metrics.items()]
 
 
+def loss_trend(losses: list[float]) -> str:
+    """How the loss moved, from means over the first and the last tenth of the steps (one batch is noise)."""
+    if not losses:
+        return ""
+    n = min(50, max(1, len(losses) // 10))
+    first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+    return f", loss {first:.4f} -> {last:.4f}" + (f" (means of the first and last {n} steps)" if n > 1 else "")
+
+
 def _headline(run) -> str:
     state = "cancelled" if run.cancelled else run.reason
-    losses = run.losses
-    trend = f", loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else ""
+    trend = loss_trend(run.losses)
     return (f"run {state}: {run.steps} steps (global step {run.global_step}) in {run.seconds:.1f}s, "
             f"{run.examples_per_s:.1f} examples/s{trend}")
 

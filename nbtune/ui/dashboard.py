@@ -59,7 +59,8 @@ class TrainingDashboard:
 
         self.widgets = {
             "title": w.HTML(f"<b>{esc(self.title)}</b>: {event.trainable:,} of {event.total_params:,} parameters "
-                            f"trainable, {event.examples} examples, {esc(event.device)} ({esc(event.precision)})"),
+                            f"trainable, {event.examples} examples, {esc(event.device)} ({esc(event.precision)}), "
+                            f"lr {event.config.get('lr') or 0:g}"),
             "bar": w.IntProgress(value=event.start_step, min=0, max=event.total_steps, bar_style="info",
                                  layout=w.Layout(width="50%")),
             "status": w.HTML("starting..."),

@@ -59,6 +59,7 @@ class AdapterMethod:
     mergeable: bool = False
     soft_prompt: bool = False  # virtual tokens: needs a task peft can prepend them for, cannot be switched off
     estimate: Callable[[int, dict[str, Any]], int] | None = None
+    default_lr: float = 5e-4  # what ``train`` uses when no lr is given and this method's adapter is active
 
     @property
     def setting_names(self) -> tuple[str, ...]:

@@ -148,7 +148,7 @@ class ConsoleLogger(Callback):
         self._last = time.monotonic()
         resumed = f" from step {e.start_step}" if e.start_step else ""
         self._print(f"training {e.total_steps} steps{resumed} on {e.device} ({e.precision}), {e.examples} examples, "
-                    f"{e.trainable:,} of {e.total_params:,} params trainable")
+                    f"{e.trainable:,} of {e.total_params:,} params trainable, lr {e.config.get('lr') or 0:g}")
 
     def on_step_ended(self, e: StepEnded, control: Control) -> None:
         now = time.monotonic()

@@ -41,7 +41,7 @@ class TrainConfig:
 
     epochs: float = 1
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
-    lr: float = 5e-5
+    lr: float | None = None  # None: what trains for the trainable set (optim.default_lr), said in the run
     batch_size: int = 16
     grad_accum: int = 1
     weight_decay: float = 0.01
@@ -78,7 +78,7 @@ class TrainConfig:
 
         check(self.epochs > 0, f"epochs must be > 0; got {self.epochs}.")
         check(self.max_steps is None or self.max_steps > 0, f"max_steps must be > 0; got {self.max_steps}.")
-        check(self.lr > 0, f"lr must be > 0; got {self.lr}. Typical: 2e-5..5e-5 full fine-tuning, 1e-4..1e-3 LoRA.")
+        check(self.lr is None or self.lr > 0, f"lr must be > 0; got {self.lr}. Typical: 2e-5..5e-5 full fine-tuning, 1e-4..1e-3 LoRA.")
         check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be a positive integer; got {self.batch_size}.")
         check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, f"grad_accum must be a positive integer; got {self.grad_accum}.")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay}.")

@@ -7,6 +7,7 @@ non-finite loss, out of memory) returns control with the last good weights.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import time
@@ -25,6 +26,7 @@ from .config import TrainConfig
 from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from .fingerprint import fingerprint
+from .optim import default_lr
 from .result import RunResult
 from .runtime import get_accelerator
 from .setup import apply_run, check_checkpoint_fits, check_same_order, check_same_trainable, nothing_to_train
@@ -82,6 +84,11 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     callbacks = list(callbacks)
     for callback in callbacks:
         check_callback(callback)
+    lr_note = None
+    if cfg.lr is None:  # resolved once, here: the run's config, checkpoints and header carry the rate in use
+        rate, why = default_lr(session.model)
+        cfg = dataclasses.replace(cfg, lr=rate)
+        lr_note = f"learning rate {rate:g} ({why}; pass lr=... to choose)"
     accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
         raise nothing_to_train()
@@ -94,6 +101,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
+    if lr_note:
+        run.messages.append(lr_note)
     return run.go()
 
 

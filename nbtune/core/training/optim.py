@@ -13,8 +13,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..architecture import block_lists, embedding_module_names, head_module_names
+from ..architecture import block_lists, embedding_module_names, head_module_names, is_peft_model
 from .config import TrainConfig
+
+# Rates that train when the user gives none. Full (or partial) fine-tuning of a pretrained body: the usual 5e-5.
+# A freshly initialised head alone needs far more: at 5e-5 a head-only SST-2 run barely moves (loss 0.698 -> 0.695)
+# where 3e-3 reaches 0.84-0.875 accuracy. Adapters: each method's own default (AdapterMethod.default_lr).
+FULL_FINE_TUNING_LR = 5e-5
+HEAD_ONLY_LR = 3e-3
 
 
 def _under(name: str, prefixes) -> bool:
@@ -33,6 +39,21 @@ def _lr_scale(name: str, lists, embeddings, decay: float | None) -> float:
         depth = max((bl.count for bl in lists), default=0)
         return decay ** (depth + 1)
     return 1.0
+
+
+def default_lr(model: nn.Module) -> tuple[float, str]:
+    """The learning rate that trains the model's current trainable set, and what it is for (said in the run)."""
+    if is_peft_model(model):
+        from ..adapters import method_for_peft_type
+
+        method = method_for_peft_type(model.peft_config[model.active_adapter].peft_type)
+        if method is not None:
+            return method.default_lr, f"the {method.label} default"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    heads = head_module_names(model)
+    if trainable and heads and all(_under(n, heads) for n in trainable):
+        return HEAD_ONLY_LR, "the default for training the head only"
+    return FULL_FINE_TUNING_LR, "the default for fine-tuning"
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:

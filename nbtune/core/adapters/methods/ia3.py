@@ -39,7 +39,7 @@ def ia3_plan(model, task: str | None, tokenizer: Any = None, targets: Any = None
 
 
 IA3 = register_method(AdapterMethod(
-    name="ia3", label="IA3", peft_type="IA3", plan=ia3_plan, mergeable=True,
+    default_lr=0.003, name="ia3", label="IA3", peft_type="IA3", plan=ia3_plan, mergeable=True,
     summary="learned scaling of keys, values and feed-forward activations (Liu et al. 2022)",
     fields=(
         Field("targets", "text", None, "layers to rescale (default: peft's attention and feed-forward targets)",

@@ -65,19 +65,19 @@ def ptuning_plan(model, task: str | None, tokenizer: Any = None, n_tokens: int =
 _TOKENS = Field("n_tokens", "int", 10, "virtual tokens", minimum=1, maximum=10000)
 
 PROMPT = register_method(AdapterMethod(
-    name="prompt", label="Prompt tuning", peft_type="PROMPT_TUNING", plan=prompt_tuning_plan, soft_prompt=True,
+    default_lr=0.03, name="prompt", label="Prompt tuning", peft_type="PROMPT_TUNING", plan=prompt_tuning_plan, soft_prompt=True,
     summary="trainable virtual token embeddings before the input (Lester et al. 2021)",
     fields=(Field("n_tokens", "int", 20, "virtual tokens", minimum=1, maximum=10000),
             Field("init_text", "text", None, "optional: text whose embeddings start the prompt")),
 ))
 PREFIX = register_method(AdapterMethod(
-    name="prefix", label="Prefix tuning", peft_type="PREFIX_TUNING", plan=prefix_tuning_plan, soft_prompt=True,
+    default_lr=0.01, name="prefix", label="Prefix tuning", peft_type="PREFIX_TUNING", plan=prefix_tuning_plan, soft_prompt=True,
     summary="trainable key/value prefixes in every attention layer (Li & Liang 2021)",
     fields=(_TOKENS, Field("projection", "bool", False, "reparameterise the prefix through an MLP"),
             Field("hidden", "int", None, "hidden size of that MLP", minimum=1, form=False)),
 ))
 PTUNING = register_method(AdapterMethod(
-    name="ptuning", label="P-tuning", peft_type="P_TUNING", plan=ptuning_plan, soft_prompt=True,
+    default_lr=0.01, name="ptuning", label="P-tuning", peft_type="P_TUNING", plan=ptuning_plan, soft_prompt=True,
     summary="virtual tokens from a small prompt encoder (Liu et al. 2021)",
     fields=(_TOKENS, Field("encoder", "choice", "MLP", "prompt encoder", choices=("MLP", "LSTM")),
             Field("hidden", "int", None, "encoder hidden size (default: embedding size)", minimum=1, form=False)),

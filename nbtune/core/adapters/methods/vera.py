@@ -25,7 +25,7 @@ def vera_plan(model, task: str | None, tokenizer: Any = None, r: int = 256, drop
 
 
 VERA = register_method(AdapterMethod(
-    name="vera", label="VeRA", peft_type="VERA", plan=vera_plan, mergeable=True,
+    default_lr=0.005, name="vera", label="VeRA", peft_type="VERA", plan=vera_plan, mergeable=True,
     summary="shared frozen random projections, trainable per-layer scaling vectors",
     fields=(
         Field("r", "int", 256, "rank of the shared projections", minimum=1, maximum=65536),
