@@ -679,3 +679,23 @@ def test_run_summary_compares_means_not_single_batches():
 
     losses = [0.9, 0.5, 0.7, 0.6, 0.65, 0.6, 0.62, 0.61, 0.6, 0.58] * 3 + [0.2]
     assert loss_trend(losses) == ", loss 0.7000 -> 0.4600 (means of the first and last 3 steps)"
+
+
+def test_early_stopping_restores_the_best_evaluations_weights(tiny_dirs, tmp_path):
+    data = toy_rows(48)
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    evals = {}
+
+    def remember(event, control):
+        if type(event).__name__ == "EvalEnded":
+            evals[event.step] = (event.metrics["loss"], weights(s.model))
+
+    run = s.train(data, eval=data, callbacks=[remember], epochs=30, batch_size=16, lr=3e-2, log=False,
+                  eval_every=1, early_stopping=2, early_stopping_metric="loss", max_grad_norm=0)
+    best_step = min(evals, key=lambda k: evals[k][0])
+    assert run.outcome is Outcome.EARLY_STOPPED and best_step < run.global_step
+    now = weights(s.model)
+    assert all(torch.equal(now[n], evals[best_step][1][n]) for n in now)
+    assert run.metrics["loss"] == evals[best_step][0]
+    assert any(f"restored the weights of step {best_step}" in m for m in run.messages)
+    assert s.evaluate(data)["loss"] == pytest.approx(evals[best_step][0], abs=1e-6)

@@ -110,14 +110,15 @@ class EarlyStopping(Callback):
     def __init__(self, metric: str, patience: int, mode: str = "max"):
         self.metric, self.patience, self.mode = metric, patience, mode
         self.best: float | None = None
+        self.best_step: int | None = None  # the loop keeps that step's weights and restores them at the end
         self.bad = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "best": self.best, "bad": self.bad}
+        return {"metric": self.metric, "best": self.best, "bad": self.bad, "best_step": self.best_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("metric") == self.metric:
-            self.best, self.bad = state.get("best"), int(state.get("bad", 0))
+            self.best, self.bad, self.best_step = state.get("best"), int(state.get("bad", 0)), state.get("best_step")
 
     def on_eval_ended(self, e: EvalEnded, control: Control) -> None:
         if self.metric not in e.metrics:
@@ -125,7 +126,7 @@ class EarlyStopping(Callback):
         value = e.metrics[self.metric]
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         if better:
-            self.best, self.bad = value, 0
+            self.best, self.bad, self.best_step = value, 0, e.step
             return
         self.bad += 1
         if self.bad >= self.patience:

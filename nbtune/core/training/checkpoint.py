@@ -45,8 +45,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(folder: str | os.PathLike, step: int, *, model, optimizer, scheduler, state: dict[str, Any],
-                    keep: int = 2) -> Path:
-    """Write checkpoint ``step`` into ``folder`` atomically; keep the newest ``keep`` complete ones."""
+                    keep: int = 2, best: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write checkpoint ``step`` into ``folder`` atomically; keep the newest ``keep`` complete ones. ``best``: the
+    trainable weights of the best evaluation so far (early stopping restores them at the end)."""
     from safetensors.torch import save_file
 
     folder = Path(folder).expanduser()
@@ -56,6 +57,8 @@ def save_checkpoint(folder: str | os.PathLike, step: int, *, model, optimizer, s
     try:
         weights = {n: p.detach().to("cpu").clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(weights, str(tmp / "trainable.safetensors"))
+        if best is not None:
+            save_file({n: t.contiguous() for n, t in best.items()}, str(tmp / "best.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
@@ -113,6 +116,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "optimizer": torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True),
             "scheduler": torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True),
             "rng": torch.load(path / "rng.pt", map_location="cpu", weights_only=True),
+            "best": load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None,
         }
     except Exception as exc:
         raise CheckpointError(

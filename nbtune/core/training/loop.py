@@ -21,7 +21,7 @@ from ..interrupts import deferred_interrupts
 from ..params import copy_tensors
 from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
-from .callbacks import History, check_callback, is_finite
+from .callbacks import EarlyStopping, History, check_callback, is_finite
 from .config import TrainConfig
 from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
@@ -303,6 +303,29 @@ class _Run:
         self.metrics = evaluate_features(self.session, self.handler, self.eval_features, self.cfg, self.accelerator)
         self.last_eval_step = self.state.global_step
         self.emit(EvalEnded(self.state.global_step, self._epoch(), self.metrics))
+        early = self._early_stopping()
+        if early is not None and early.best_step == self.state.global_step:  # a new best: keep its weights
+            self.state.best = {"step": self.state.global_step, "metrics": dict(self.metrics),
+                               "weights": {n: p.detach().to("cpu", copy=True) for n, p in self.guard.params.items()}}
+
+    def _early_stopping(self) -> EarlyStopping | None:
+        return next((cb for cb in self.listeners if isinstance(cb, EarlyStopping)), None)
+
+    def restore_best(self) -> None:
+        """At the end of a run with early stopping: the weights of the best evaluation, if later ones were worse."""
+        best = self.state.best
+        if best is None or self._early_stopping() is None or best["step"] == self.state.global_step:
+            return
+        own = dict(self.session.model.named_parameters())
+        if any(n not in own or own[n].shape != t.shape for n, t in best["weights"].items()):
+            return  # the trainable set changed since (another run): those weights no longer fit
+        copy_tensors(own, best["weights"])
+        metric = self._early_stopping().metric
+        self.messages.append(
+            f"restored the weights of step {best['step']}, the best evaluation ({metric} "
+            f"{best['metrics'].get(metric, float('nan')):.4f}); the run went on to step {self.state.global_step}. "
+            "The result's metrics are the best evaluation's.")
+        self.metrics = dict(best["metrics"])
 
     def save(self) -> None:
         if not self.cfg.checkpoint_dir:
@@ -319,10 +342,12 @@ class _Run:
             "trainable": self.names,
             "config": self.cfg.to_dict(),
             "fingerprint": fingerprint(self.session, self.names),
+            "best": {k: v for k, v in self.state.best.items() if k != "weights"} if self.state.best else None,
         }
         path = ckpt_mod.save_checkpoint(self.cfg.checkpoint_dir, self.state.global_step, model=self.session.model,
                                         optimizer=self.state.optimizer, scheduler=self.state.scheduler, state=state,
-                                        keep=self.cfg.keep_checkpoints)
+                                        keep=self.cfg.keep_checkpoints,
+                                        best=self.state.best["weights"] if self.state.best else None)
         self.last_checkpoint = str(path)
         self.accelerator.wait_for_everyone()
         from .events import CheckpointSaved
@@ -382,6 +407,8 @@ class _Run:
                 outcome, reason = Outcome.NON_FINITE, self.control.stop_reason
             if outcome is not Outcome.NON_FINITE:
                 self.evaluate()
+            if outcome.finished:
+                self.restore_best()
             pos.finished = outcome.finished
             if pos.finished and cfg.checkpoint_dir:
                 self.save()

@@ -49,6 +49,7 @@ def apply_run(session, handler, cfg, accelerator, train_features, eval_features,
         total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
         position = RunPosition(cfg.to_dict(), total, steps_per_epoch, trainable=names)
         state.scheduler = build_scheduler(state.optimizer, cfg, total)
+        state.best = None  # a new run: early stopping's best is this run's
         from accelerate.utils import set_seed
 
         set_seed(cfg.seed)
@@ -60,7 +61,7 @@ def apply_run(session, handler, cfg, accelerator, train_features, eval_features,
     listeners: list[Callable] = [state.history]
     if cfg.early_stopping and eval_features is not None:
         metric = cfg.early_stopping_metric or handler.main_metric
-        listeners.append(EarlyStopping(metric, cfg.early_stopping, "max" if handler.greater_is_better else "min"))
+        listeners.append(EarlyStopping(metric, cfg.early_stopping, metric_mode(metric, handler)))
     if cfg.save_every and cfg.checkpoint_dir:
         listeners.append(EveryNSteps(cfg.save_every, "should_save"))
     if cfg.eval_every and eval_features is not None:
@@ -74,6 +75,16 @@ def apply_run(session, handler, cfg, accelerator, train_features, eval_features,
     return loader, eval_features, listeners, names
 
 
+LOWER_IS_BETTER = ("loss", "perplexity", "wer", "cer")
+
+
+def metric_mode(metric: str, handler) -> str:
+    """"max" or "min": the task's main metric goes its own way; losses and error rates go down; others up."""
+    if metric == handler.main_metric:
+        return "max" if handler.greater_is_better else "min"
+    return "min" if metric in LOWER_IS_BETTER or metric.endswith("_loss") else "max"
+
+
 def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict[str, Any]) -> RunPosition:
     """Optimizer, scheduler, history, step counter and position from a loaded checkpoint (weights are separate)."""
     position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
@@ -84,6 +95,8 @@ def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict
     state.scheduler.load_state_dict(saved["scheduler"])
     state.history = History(saved["state"]["history"])
     state.global_step = saved["state"]["global_step"]
+    best = saved["state"].get("best")
+    state.best = {**best, "weights": saved["best"]} if best and saved.get("best") is not None else None
     return position
 
 

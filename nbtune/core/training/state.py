@@ -38,4 +38,5 @@ class TrainingState:
     scheduler: Any = None
     position: RunPosition | None = None
     runs: int = 0
+    best: dict[str, Any] | None = None  # early stopping: {"step", "metrics", "weights"} of the best evaluation
     accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
