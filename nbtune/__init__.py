@@ -64,11 +64,29 @@ def _in_notebook_kernel() -> bool:
 register_view("notebook", _notebook_dashboard, _in_notebook_kernel)
 
 
+def _register_figures(shell=None) -> None:
+    """Plots for results that have one (lr_find, run comparisons) in IPython's HTML output, when IPython runs."""
+    if shell is None:
+        if "IPython" not in sys.modules:  # not inside IPython: nothing to register with
+            return
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        from .ui.figures import register
+
+        register(shell)
+
+
+_register_figures()
+
+
 def load_ipython_extension(ipython) -> None:
     """``%load_ext nbtune``: registers the %nbtune and %%finetune magics."""
     from .magics import load_ipython_extension as register
 
     register(ipython)
+    _register_figures(ipython)
 
 
 __all__ = [

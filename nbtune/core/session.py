@@ -369,6 +369,14 @@ class Session:
         self._changed(Change.TRAIN)
         return result
 
+    def lr_find(self, data: Any, **settings: Any):
+        """Learning-rate range test for the current trainable set: a short run with an exponentially growing rate,
+        the loss curve and a suggested rate (a heuristic). Weights, optimizer, history and random state are left
+        exactly as they were. Settings: start_lr, end_lr, steps, batch_size, max_length, columns, seed."""
+        from .training.lr_find import lr_find
+
+        return lr_find(self, data, **settings)
+
     def evaluate(self, data: Any, batch_size: int = 32, max_length: int | None = 256,
                  columns: dict[str, str] | None = None) -> dict[str, float]:
         """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""

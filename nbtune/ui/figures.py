@@ -1,0 +1,51 @@
+"""Static pictures of nbtune's results for notebooks: IPython HTML formatters that add a plot (a PNG inside the HTML,
+so a saved notebook shows it once and everywhere) to the core's own text and HTML.
+
+Registered by type name, so nothing here is imported until such a result is displayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Callable
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def png_tag(figure: Figure, alt: str) -> str:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='{alt}' src='data:image/png;base64,{data}' style='max-width:100%'/>"
+
+
+def lr_find_html(result) -> str:
+    from ..render.lr_find import lr_find_html as html
+
+    figure = Figure(figsize=(5.5, 3.0), dpi=96)
+    ax = figure.add_subplot(1, 1, 1)
+    if result.lrs:
+        ax.plot(result.lrs, result.losses, color="#9ecae1", linewidth=1, label="loss")
+        ax.plot(result.lrs, result.smoothed, color="#08519c", linewidth=2, label="smoothed")
+        ax.set_xscale("log")
+    if result.suggestion:
+        ax.axvline(result.suggestion, color="#d62728", linestyle="--", label=f"suggested {result.suggestion:.2g}")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.legend(loc="best", fontsize=8)
+    return html(result, png_tag(figure, "loss against learning rate"))
+
+
+FORMATTERS: dict[tuple[str, str], Callable[[object], str]] = {
+    ("nbtune.core.training.lr_find", "LRFindResult"): lr_find_html,
+}
+
+
+def register(shell) -> None:
+    """Add the formatters to ``shell``'s HTML formatter (by type name: the types are not imported here)."""
+    html = shell.display_formatter.formatters["text/html"]
+    for (module, name), formatter in FORMATTERS.items():
+        html.for_type_by_name(module, name, formatter)
