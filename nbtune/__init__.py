@@ -42,6 +42,7 @@ from .core import (
 from .core.defaults import default_model_path
 from .core.recipe import RecipeResult
 from .core.recipe import run_recipe as finetune
+from .core.runs import resume, runs_folder, set_runs_folder
 from .core.training.progress import register_view
 from .core.version import __version__
 
@@ -90,6 +91,9 @@ def load_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "resume",
+    "runs_folder",
+    "set_runs_folder",
     "AdapterError",
     "AdapterInfo",
     "CallbackError",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Run folders of the tests' training runs (and of the kernels they start) go to a temporary folder, not the checkout.
+os.environ.setdefault("NBTUNE_RUNS_DIR", tempfile.mkdtemp(prefix="nbtune-test-runs-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

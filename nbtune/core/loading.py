@@ -245,7 +245,7 @@ def load(
     dtype: str | torch.dtype | None = "float32",
     revision: str | None = None,
     adapter: str | os.PathLike | None = None,
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     allow_pickle: bool = False,
     **model_kwargs: Any,
 ):
@@ -269,7 +269,8 @@ def load(
         revision: hub branch, tag or commit.
         adapter: a folder written by ``Session.save``, restored onto this base model (needed when the saved
             session's base was a Python ``nn.Module``; otherwise ``nbtune.load(folder)`` finds the base itself).
-        seed: the session's one seed: a new head is initialised from it here, later heads and adapters from
+        seed: the session's one seed (default 42, or the seed a saved folder was saved with): a new head is
+            initialised from it here, later heads and adapters from
             seeds derived from it, and ``train`` uses it unless given another. The same script gives the same
             weights in any process.
         allow_pickle: load weights stored only as pickle files (``pytorch_model.bin``, ``.pt``). Off by default:
@@ -292,11 +293,12 @@ def load(
             return _load_saved(source, meta, dtype=dtype, seed=seed, allow_pickle=allow_pickle, **model_kwargs)
     return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
                        tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                       seed=seed, allow_pickle=allow_pickle, **model_kwargs)
+                       seed=DEFAULT_SEED if seed is None else seed, allow_pickle=allow_pickle, **model_kwargs)
 
 
-def _load_saved(folder, meta: dict[str, Any], dtype, seed: int = DEFAULT_SEED, **model_kwargs):
+def _load_saved(folder, meta: dict[str, Any], dtype, seed: int | None = None, **model_kwargs):
     """Reload a folder written by ``Session.save``: base model, then adapters and trained weights."""
+    seed = meta.get("seed", DEFAULT_SEED) if seed is None else seed
     base = meta["base"]
     labels = list(meta["id2label"].values()) if meta.get("id2label") else None
     has_tokenizer = any(Path(str(folder)).expanduser().glob("tokenizer*"))

@@ -105,8 +105,23 @@ def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_session(session, folder: str | os.PathLike, overwrite: bool = False) -> SaveReport:
-    """Write ``session`` to ``folder`` (replacing a previous nbtune save there) and return what was written."""
+def _changed_from_base(session) -> dict[str, torch.Tensor]:
+    """Parameters that differ from the base model the session was loaded from: trained ones and the task head
+    (a new or re-initialised head is not in the base checkpoint)."""
+    from .architecture import canonical_name, head_module_names
+
+    heads = head_module_names(session.model)
+    trained = session.trained_params
+    return {n: p.detach().to("cpu").clone().contiguous() for n, p in session.model.named_parameters()
+            if canonical_name(n) in trained or any(n == h or n.startswith(h + ".") for h in heads)}
+
+
+def save_session(session, folder: str | os.PathLike, overwrite: bool = False, light: bool = False) -> SaveReport:
+    """Write ``session`` to ``folder`` (replacing a previous nbtune save there) and return what was written.
+
+    ``light``: for a transformers model without adapters, store only what differs from the base model (trained
+    parameters and the head) and load the base from its source on reload: what a run folder keeps at the start of
+    every run, instead of a full copy of the model."""
     from safetensors.torch import save_file
 
     session.require_weights("save")
@@ -128,6 +143,8 @@ def save_session(session, folder: str | os.PathLike, overwrite: bool = False) ->
             state = _state_to_save(session, everything=False)
             stored = _stored_by_peft(model)
             state = {n: t for n, t in state.items() if n not in stored}
+        elif _is_pretrained(model) and light and session.source.kind != "module":
+            state = _changed_from_base(session)
         elif _is_pretrained(model):
             model.save_pretrained(str(tmp))
             state = {}
@@ -139,6 +156,8 @@ def save_session(session, folder: str | os.PathLike, overwrite: bool = False) ->
             session.tokenizer.save_pretrained(str(tmp))
         trainable_saved = sum(p.numel() for p in model.parameters() if p.requires_grad)
         meta = _metadata(session, peft, trainable, trainable_saved)
+        meta["has_config"] = meta["has_config"] and not (light and _is_pretrained(model) and not peft
+                                                         and session.source.kind != "module")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         _commit(tmp, folder)
@@ -186,6 +205,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "trained": sorted(session.trained_params),  # frozen since, but changed: a later save must keep them too
         "trainable_numel": trainable_saved,
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
+        "seed": session.seed,
         "has_config": config is not None,
     }
 

@@ -67,6 +67,9 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     save_every: int | None = None  # optimizer steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2
+    save_run: bool = True  # write a run folder (settings, data, checkpoints, history): see nbtune.core.runs
+    run_name: str | None = None  # the run folder's name (default: time, model and method)
+    save_minutes: float = 10.0  # wall-clock minutes between checkpoints of a run folder (a disconnect loses less)
     auto_batch: bool = False  # on out-of-memory, halve the micro-batch and accumulate more
     log_every: float = 10.0  # seconds between console lines
     columns: dict[str, str] = field(default_factory=dict)
@@ -93,6 +96,7 @@ class TrainConfig:
         check(self.early_stopping is None or self.early_stopping >= 1, f"early_stopping must be >= 1; got {self.early_stopping}.")
         check(0 < self.mlm_probability < 1, f"mlm_probability must be in (0, 1); got {self.mlm_probability}.")
         check(self.stride >= 0, f"stride must be >= 0; got {self.stride}.")
+        check(self.save_minutes > 0, f"save_minutes must be > 0; got {self.save_minutes}.")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":

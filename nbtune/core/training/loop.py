@@ -12,10 +12,12 @@ import gc
 import math
 import time
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
+from .. import runs as runs_mod
 from ..errors import OutOfMemoryError, TrainingError
 from ..interrupts import deferred_interrupts
 from ..params import copy_tensors
@@ -23,6 +25,7 @@ from ..tasks.handlers import handler_for
 from . import checkpoint as ckpt_mod
 from .callbacks import EarlyStopping, History, check_callback, is_finite
 from .config import TrainConfig
+from .data import load_table
 from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from .fingerprint import fingerprint
@@ -70,6 +73,12 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     eval_features = (prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
                      if eval_source is not None else None)
     saved = None
+    continuing = None  # the run folder this call continues
+    if resume is not None and resume is not True and resume is not False and runs_mod.is_run_folder(resume):
+        continuing = Path(resume)  # nbtune.resume: the run's newest checkpoint, or its start if it has none
+        found = ckpt_mod.complete_checkpoints(continuing / "checkpoints")
+        resume = found[-1] if found else None
+        cfg = dataclasses.replace(cfg, run_name=continuing.name, checkpoint_dir=str(continuing / "checkpoints"))
     if resume is True:
         if state.position is None or state.position.finished:
             raise TrainingError("resume=True continues an interrupted run, and this session has none; "
@@ -95,15 +104,53 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
                             "processes; use a multiple of the process count.")
+    recorder, new_run = None, False
+    if cfg.save_run and accelerator.is_main_process:
+        folder, new_run = _run_folder(session, cfg, resume, continuing)
+        cfg = dataclasses.replace(cfg, checkpoint_dir=cfg.checkpoint_dir or str(folder / "checkpoints"))
+        recorder = runs_mod.RunRecorder(session, folder, cfg.to_dict(), cfg.save_minutes)
+        tables = _tables(train_data, eval_source, eval_split, handler) if new_run else (None, None)
 
     # 2. Apply: label names, the checkpoint, optimizer and scheduler; an interrupt waits until all of it is done.
     with deferred_interrupts():
+        if recorder is not None:
+            if new_run:
+                recorder.create(*tables)
+            state.run_folder = recorder.folder
+            callbacks = [recorder, *callbacks]
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
     if lr_note:
         run.messages.append(lr_note)
     return run.go()
+
+
+def _run_folder(session, cfg: TrainConfig, resume, continuing) -> tuple[Path, bool]:
+    """The run folder this call writes to, and whether it is new."""
+    state = session.training
+    if continuing is not None:
+        return continuing, False
+    if resume is True and state.run_folder is not None:
+        return Path(state.run_folder), False
+    if resume and cfg.run_name and (runs_mod.runs_folder() / cfg.run_name).is_dir():
+        return runs_mod.runs_folder() / cfg.run_name, False
+    if cfg.run_name:
+        folder = runs_mod.runs_folder() / cfg.run_name
+        if folder.exists():
+            raise TrainingError(f"A run named {cfg.run_name!r} exists in {runs_mod.runs_folder()}. Continue it with "
+                                f"nbtune.resume({cfg.run_name!r}), or choose another run_name.")
+        return folder, True
+    return runs_mod.runs_folder() / runs_mod.new_run_name(session), True
+
+
+def _tables(train_data, eval_source, eval_split, handler):
+    """The training and evaluation tables a new run folder keeps (None for data only Python can hold)."""
+    if handler.raw_data:
+        return None, None
+    train = load_table(train_data, split="train" if eval_split else None)
+    evaluation = load_table(eval_source, split=eval_split) if eval_source is not None else None
+    return train, evaluation
 
 
 class _Run:
@@ -354,6 +401,20 @@ class _Run:
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
 
+    def _save_on_early_end(self) -> None:
+        """A run cut short (Stop, interrupt, out of memory, non-finite loss, error) leaves a checkpoint of where it
+        is, so a disconnect right after loses nothing. One process only: others may be gone already."""
+        if not self.cfg.checkpoint_dir or self.accelerator.num_processes > 1:
+            return
+        if self.last_checkpoint and self.last_checkpoint.endswith(f"step-{self.state.global_step:08d}"):
+            return
+        if self.state.global_step == self.start_step:
+            return
+        try:
+            self.save()
+        except Exception as exc:  # the run's own outcome stands; say what could not be written
+            self.messages.append(f"no checkpoint could be written as the run ended: {exc!r}")
+
     def _epoch(self) -> float:
         return self.position.epoch + self.position.batch_in_epoch / max(len(self.loader), 1)
 
@@ -422,6 +483,8 @@ class _Run:
             reason, error = f"{outcome.value}: {exc}", exc
             raise
         finally:
+            if not outcome.finished:
+                self._save_on_early_end()
             with deferred_interrupts():
                 self.session.eval_mode()
                 pos.callbacks = self._callback_state()
@@ -436,6 +499,7 @@ class _Run:
             steps=self.state.global_step - self.start_step, global_step=self.state.global_step,
             seconds=elapsed, examples_per_s=self.examples_done / elapsed if elapsed else 0.0,
             messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(), outcome=outcome,
+            run_folder=str(self.state.run_folder) if self.state.run_folder else None,
         )
 
     def _steps(self) -> None:

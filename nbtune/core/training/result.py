@@ -24,6 +24,8 @@ class RunResult:
     checkpoint: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     outcome: Outcome = Outcome.COMPLETED
+    run_folder: str | None = None  # where the run's settings, checkpoints, history and weights are
+    session: Any = field(default=None, repr=False)  # set by nbtune.resume: the session it rebuilt
 
     @property
     def cancelled(self) -> bool:

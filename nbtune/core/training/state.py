@@ -39,4 +39,5 @@ class TrainingState:
     position: RunPosition | None = None
     runs: int = 0
     best: dict[str, Any] | None = None  # early stopping: {"step", "metrics", "weights"} of the best evaluation
+    run_folder: Any = None  # the folder of the run in progress (nbtune.core.runs)
     accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)

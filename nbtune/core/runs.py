@@ -1,0 +1,237 @@
+"""Run folders: every training run has a home on disk, so it can be left and come back to.
+
+``<runs folder>/<run name>/`` holds:
+
+- ``run.json``: name, model, task, method, trainable parameters, settings, status, steps, metrics, time;
+- ``setup/``: the session as the run started (a light save: adapters, head and what earlier runs trained; the base
+  model is loaded from its source), so ``nbtune.resume`` can rebuild it after a restart;
+- ``data/``: the training (and evaluation) table as Parquet, so resuming needs no notebook variables;
+- ``checkpoints/``: trainable weights, optimizer, scheduler, random state and history, written atomically every
+  ``save_minutes`` of wall clock, every ``save_every`` steps if asked, and whenever the run ends early (Stop,
+  interrupt, out of memory, non-finite loss, error); the newest ``keep_checkpoints`` are kept;
+- ``history.jsonl``: one row per step and evaluation;
+- ``final/``: the session at the end (light save).
+
+The runs folder is ``./nbtune-runs`` unless ``nbtune.set_runs_folder(path)`` (a mounted Drive folder, say) or the
+``NBTUNE_RUNS_DIR`` environment variable says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .errors import TrainingError
+from .training.callbacks import Callback
+from .training.events import CheckpointSaved, Control, FitEnded, FitStarted, Outcome, StepEnded
+from .version import __version__
+
+RUNS_ENV = "NBTUNE_RUNS_DIR"
+RUN_FILE = "run.json"
+_folder: Path | None = None
+
+
+def set_runs_folder(path: str | os.PathLike) -> Path:
+    """Where run folders go from now on (in this process)."""
+    global _folder
+    _folder = Path(path).expanduser()
+    return _folder
+
+
+def runs_folder() -> Path:
+    """The folder that holds run folders: ``set_runs_folder``, else ``$NBTUNE_RUNS_DIR``, else ``./nbtune-runs``."""
+    if _folder is not None:
+        return _folder
+    return Path(os.environ.get(RUNS_ENV) or "nbtune-runs").expanduser()
+
+
+def run_path(name_or_folder: str | os.PathLike) -> Path:
+    """A run's folder from its name (in the runs folder) or its path."""
+    path = Path(name_or_folder).expanduser()
+    if (path / RUN_FILE).is_file():
+        return path
+    inside = runs_folder() / str(name_or_folder)
+    if (inside / RUN_FILE).is_file():
+        return inside
+    from .errors import close_matches
+
+    known = [p.parent.name for p in runs_folder().glob(f"*/{RUN_FILE}")] if runs_folder().is_dir() else []
+    hints = close_matches(str(name_or_folder), known)
+    raise TrainingError(f"No run {str(name_or_folder)!r} in {runs_folder()}" + (f" (did you mean {hints[0]!r}?)"
+                        if hints else "") + ". nbtune.runs() lists the runs; pass a run's folder path to use one "
+                        "kept elsewhere.")
+
+
+def method_of(session) -> str:
+    """What the run trains, in a word: the active adapter's method, 'head only', or 'fine-tuning'."""
+    from .adapters import method_for_peft_type
+    from .architecture import head_module_names, is_peft_model
+
+    model = session.model
+    if is_peft_model(model):
+        method = method_for_peft_type(model.peft_config[model.active_adapter].peft_type)
+        return method.name if method else "adapter"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    heads = head_module_names(model)
+    if trainable and heads and all(any(n == h or n.startswith(h + ".") for h in heads) for n in trainable):
+        return "head"
+    total = sum(1 for _ in model.parameters())
+    return "full" if len(trainable) == total else "partial"
+
+
+def new_run_name(session) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{session.name}-{method_of(session)}").strip("-")[:60]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name, n = f"{stamp}-{base}", 1
+    while (runs_folder() / name).exists():
+        n += 1
+        name = f"{stamp}-{base}-{n}"
+    return name
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def is_run_folder(path: Any) -> bool:
+    """Whether ``path`` is a run folder (it holds run.json)."""
+    try:
+        return (Path(path).expanduser() / RUN_FILE).is_file()
+    except TypeError:
+        return False
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / RUN_FILE).read_text())
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)  # never half a run.json
+
+
+def _write_history(folder: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = folder / ".history.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+    os.replace(tmp, folder / "history.jsonl")
+
+
+class RunRecorder(Callback):
+    """Keeps a run's folder up to date: settings at the start, history and status at every checkpoint and at the end,
+    and asks the loop for a checkpoint every ``save_minutes`` of wall clock."""
+
+    def __init__(self, session, folder: Path, config: dict[str, Any], save_minutes: float):
+        self.session, self.folder, self.config, self.save_minutes = session, folder, config, save_minutes
+        self._last_save = time.monotonic()
+
+    # -- set-up (called by fit before the run starts) --------------------------------------------------------
+    def create(self, train_table, eval_table) -> None:
+        """A new run: its folder, the session as it starts, the data, and run.json."""
+        from .persist import save_session
+
+        self.folder.mkdir(parents=True, exist_ok=False)
+        save_session(self.session, self.folder / "setup", light=True)
+        if train_table is not None:
+            (self.folder / "data").mkdir()
+            train_table.to_parquet(self.folder / "data" / "train.parquet")
+            if eval_table is not None:
+                eval_table.to_parquet(self.folder / "data" / "eval.parquet")
+        s = self.session
+        _write_json(self.folder / RUN_FILE, {
+            "name": self.folder.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "nbtune_version": __version__,
+            "model": s.name, "source": asdict(s.source), "task": s.task, "method": method_of(s),
+            "trainable": s.summary().trainable, "total": s.summary().total, "config": self.config,
+            "status": "running", "steps": 0, "seconds": 0.0, "metrics": {}, "best": None,
+        })
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def on_fit_started(self, event: FitStarted, control: Control) -> None:
+        self._last_save = time.monotonic()
+        self._started = time.monotonic()
+        self._update(status="running")
+
+    def on_step_ended(self, event: StepEnded, control: Control) -> None:
+        if time.monotonic() - self._last_save >= self.save_minutes * 60:
+            control.should_save = True
+
+    def on_checkpoint_saved(self, event: CheckpointSaved, control: Control) -> None:
+        self._last_save = time.monotonic()
+        _write_history(self.folder, self.session.history.rows)
+        self._update(steps=event.step)
+
+    def on_fit_ended(self, event: FitEnded, control: Control) -> None:
+        from .persist import save_session
+
+        _write_history(self.folder, self.session.history.rows)
+        if event.outcome is not Outcome.ERROR:
+            try:
+                save_session(self.session, self.folder / "final", light=True)
+            except Exception as exc:  # the run's result stands; say what could not be written
+                control.messages.append(f"the run's final weights could not be written to {self.folder}: {exc}")
+        run = read_run(self.folder)
+        self._update(status=event.outcome.value, steps=event.step, metrics=dict(event.metrics),
+                     seconds=run.get("seconds", 0.0) + event.elapsed, best=_best(self.session.history.rows),
+                     size=folder_size(self.folder))
+
+    def _update(self, **changes: Any) -> None:
+        run = read_run(self.folder)
+        run.update(changes)
+        _write_json(self.folder / RUN_FILE, run)
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best evaluation of the history by its main metric (the first eval_ key that is not the loss)."""
+    evals = [r for r in rows if any(k.startswith("eval_") for k in r)]
+    if not evals:
+        return None
+    keys = [k for k in evals[-1] if k.startswith("eval_") and k != "eval_loss"] or ["eval_loss"]
+    key = keys[0]
+    pick = min if key == "eval_loss" else max
+    row = pick((r for r in evals if r.get(key) is not None), key=lambda r: r[key], default=None)
+    return {"metric": key[5:], "value": row[key], "step": row["step"]} if row else None
+
+
+def remove_run(name_or_folder: str | os.PathLike) -> None:
+    """Delete a run folder (checkpoints, data, weights)."""
+    shutil.rmtree(run_path(name_or_folder))
+
+
+def resume(name_or_folder: str | os.PathLike, data: Any = None, eval: Any = None, *, model: Any = None,
+           progress: str = "auto", log: bool = True, **settings: Any):
+    """Come back to a run after a kernel restart or a disconnect: rebuild its session (model, freezes, adapters,
+    task and labels) from the run folder, then continue from its newest checkpoint (or from its start, if it
+    stopped before the first one) to the result an uninterrupted run reaches. Returns the run's result; its
+    ``session`` attribute is the rebuilt session.
+
+    ``data``/``eval`` default to the copies the run folder keeps; ``model`` is needed when the run trained a plain
+    ``nn.Module`` (built again by your code); ``settings`` override the run's (not those that fix the data order).
+    """
+    import pandas as pd
+
+    from .loading import load
+
+    folder = run_path(name_or_folder)
+    run = read_run(folder)
+    if run["source"].get("kind") == "module" and model is None:
+        raise TrainingError(f"Run {folder.name!r} trained a Python nn.Module, which cannot be rebuilt from a file. "
+                            f"Build the module again and pass it: nbtune.resume({folder.name!r}, model=MyModel()).")
+    if data is None:
+        if not (folder / "data" / "train.parquet").is_file():
+            raise TrainingError(f"Run {folder.name!r} keeps no copy of its training data (it was not a table); pass "
+                                f"it: nbtune.resume({folder.name!r}, data=...).")
+        data = pd.read_parquet(folder / "data" / "train.parquet")
+        if eval is None and (folder / "data" / "eval.parquet").is_file():
+            eval = pd.read_parquet(folder / "data" / "eval.parquet")
+    session = load(model, adapter=folder / "setup") if model is not None else load(folder / "setup")
+    config = {k: v for k, v in run["config"].items() if k not in ("checkpoint_dir", "run_name")}
+    config.update(settings)
+    result = session.train(data, eval=eval, resume=folder, progress=progress, log=log, **config)
+    result.session = session
+    return result

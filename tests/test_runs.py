@@ -1,0 +1,145 @@
+"""Run folders and ``nbtune.resume``: every run has a home on disk, and a run cut short anywhere (interrupt, a
+killed kernel) continues in a new session to the uninterrupted run's weights and losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import nbtune
+from nbtune.core.training.events import Outcome, StepEnded
+
+from training_helpers import toy_rows
+
+SETTINGS = dict(epochs=3, batch_size=8, lr=1e-3, seed=4, log=False, max_length=16)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    folder = nbtune.set_runs_folder(tmp_path / "runs")
+    yield folder
+    nbtune.set_runs_folder(os.environ["NBTUNE_RUNS_DIR"])
+
+
+def _weights(s):
+    return {n: p.detach().clone() for n, p in s.model.named_parameters()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_every_run_has_a_folder_with_settings_data_history_and_weights(tiny_dirs, runs):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    s.add_lora(r=2)
+    data = pd.DataFrame(toy_rows(32))
+    run = s.train(data, eval=data, run_name="first", **SETTINGS)
+    folder = Path(run.run_folder)
+    assert folder == runs / "first"
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "completed" and info["steps"] == run.global_step == 12 and info["method"] == "lora"
+    assert info["config"]["lr"] == 1e-3 and info["best"]["metric"] == "accuracy" and info["size"] > 0
+    history = pd.read_json(folder / "history.jsonl", lines=True)
+    assert history["loss"].dropna().tolist() == pytest.approx(s.history.losses())
+    assert pd.read_parquet(folder / "data" / "train.parquet").equals(data)
+    reloaded = nbtune.load(folder / "final")
+    assert _same(_weights(reloaded), _weights(s))
+    with pytest.raises(nbtune.TrainingError, match="run named 'first' exists.*nbtune.resume"):
+        s.train(data, run_name="first", **SETTINGS)
+
+
+def test_resume_after_an_interrupt_in_a_new_session(tiny_dirs, runs):
+    data = toy_rows(32)
+    torch.manual_seed(0)
+    ref = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    ref.freeze("bert.embeddings")
+    ref.train(data, save_run=False, **SETTINGS)
+
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    s.freeze("bert.embeddings")
+
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 7:
+            raise KeyboardInterrupt
+
+    run = s.train(data, run_name="cut", callbacks=[interrupt], **SETTINGS)
+    assert run.outcome is Outcome.INTERRUPTED
+    assert (runs / "cut" / "checkpoints" / "step-00000007").is_dir()  # written as the run ended early
+    del s  # as after a kernel restart: nothing of the session is left in memory
+    result = nbtune.resume("cut", log=False)
+    assert result.outcome is Outcome.COMPLETED and result.global_step == 12
+    assert result.session.history.losses() == pytest.approx(ref.history.losses(), abs=1e-6)
+    assert _same(_weights(result.session), _weights(ref))
+    assert json.loads((runs / "cut" / "run.json").read_text())["status"] == "completed"
+
+
+def test_resume_names_the_runs_it_knows(runs):
+    with pytest.raises(nbtune.TrainingError, match="No run 'nope'"):
+        nbtune.resume("nope")
+
+
+KERNEL_TRAIN = """
+import sys, torch, nbtune
+sys.path.insert(0, {tests!r})
+from training_helpers import toy_rows
+nbtune.set_runs_folder({runs!r})
+torch.manual_seed(0)
+s = nbtune.load({model!r}, task="text-classification", num_labels=2)
+s.train(toy_rows(64), run_name="killed", save_minutes=0.0005, epochs=6, batch_size=8, lr=1e-3, seed=4, log=False,
+        max_length=16)
+"""
+
+KERNEL_RESUME = """
+import torch, nbtune
+nbtune.set_runs_folder({runs!r})
+result = nbtune.resume("killed", log=False)
+torch.save({{n: p.detach() for n, p in result.session.model.named_parameters()}}, {out!r})
+print("resumed", result.outcome.value, result.global_step)
+"""
+
+
+@pytest.mark.kernel
+def test_a_killed_kernel_resumes_in_a_new_kernel(tiny_dirs, tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    from nbtune.core.training.checkpoint import complete_checkpoints
+
+    runs = tmp_path / "runs"
+    torch.manual_seed(0)
+    ref = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    ref.train(toy_rows(64), save_run=False, epochs=6, batch_size=8, lr=1e-3, seed=4, log=False, max_length=16)
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    try:
+        kc.execute(KERNEL_TRAIN.format(tests=str(Path(__file__).parent), runs=str(runs), model=str(tiny_dirs["bert"])))
+        deadline = time.time() + 120
+        while time.time() < deadline and len(complete_checkpoints(runs / "killed" / "checkpoints")) < 2:
+            time.sleep(0.05)
+        assert complete_checkpoints(runs / "killed" / "checkpoints"), "no checkpoint before the kill"
+        os.kill(km.provisioner.pid if hasattr(km, "provisioner") and km.provisioner else km.kernel.pid, signal.SIGKILL)
+        step = int(complete_checkpoints(runs / "killed" / "checkpoints")[-1].name.split("-")[1])
+        assert 0 < step < 48  # killed mid-run
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    try:
+        out = tmp_path / "resumed.pt"
+        chunks = []
+        reply = kc.execute_interactive(KERNEL_RESUME.format(runs=str(runs), out=str(out)), timeout=300,
+                                       output_hook=lambda m: chunks.append(m["content"].get("text", ""))
+                                       if m["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert "resumed completed 48" in "".join(chunks)
+    assert _same(torch.load(out), _weights(ref))
