@@ -39,6 +39,7 @@ from .core import (
     TrainingError,
     load,
 )
+from .core.compare import compare, race, runs
 from .core.defaults import default_model_path
 from .core.recipe import RecipeResult
 from .core.recipe import run_recipe as finetune
@@ -91,6 +92,9 @@ def load_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "compare",
+    "race",
+    "runs",
     "resume",
     "runs_folder",
     "set_runs_folder",

@@ -143,3 +143,40 @@ def test_a_killed_kernel_resumes_in_a_new_kernel(tiny_dirs, tmp_path):
         km.shutdown_kernel(now=True)
     assert "resumed completed 48" in "".join(chunks)
     assert _same(torch.load(out), _weights(ref))
+
+
+def test_runs_table_compare_and_a_method_race(tiny_dirs, runs, shell):
+    from IPython.utils.capture import capture_output
+
+    data = pd.DataFrame(toy_rows(48))
+    setups = {"full": {}, "head": {"freeze": ["all"], "unfreeze": ["head"]}, "lora": {"lora": {"r": 4}}}
+    comparison = nbtune.race(tiny_dirs["bert"], data, eval=data, setups=setups, task="text-classification",
+                             num_labels=2, name="race", epochs=1, batch_size=8, log=False)
+    assert [r.name for r in comparison.runs] == ["race-full", "race-head", "race-lora"]
+    assert comparison.differing["method"] == ["full", "head", "lora"]
+    assert comparison.differing["lr"] == [5e-5, 3e-3, 5e-4]  # each set-up's own default rate
+    assert all(r.info["steps"] == 6 for r in comparison.runs)  # the same budget
+    table = nbtune.runs()
+    assert {r["name"] for r in table.rows()} == {"race-full", "race-head", "race-lora"}
+    assert "race-lora" in repr(table) and "<table" in table._repr_html_() and len(table.to_pandas()) == 3
+    assert "settings that differ" in repr(nbtune.compare("race-full", "race-lora"))
+    shell.user_ns["cmp"] = comparison
+    with capture_output() as cap:
+        shell.run_cell("from IPython.display import display\ndisplay(cmp)")
+    html = cap.outputs[0].data["text/html"]
+    assert html.count("data:image/png;base64") == 1 and "settings that differ" in html
+
+
+def test_resume_by_magic_registers_the_session(tiny_dirs, runs, shell):
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 3:
+            raise KeyboardInterrupt
+
+    s.train(toy_rows(32), run_name="magic", callbacks=[interrupt], **SETTINGS)
+    magics = shell.magics_manager.registry["NbtuneMagics"]
+    magics.widgets = False
+    result = shell.run_cell("%nbtune resume magic log=False").result
+    assert result.outcome is Outcome.COMPLETED and magics.session() is result.session
+    assert "magic" in repr(shell.run_cell("%nbtune runs").result)

@@ -20,7 +20,7 @@ from ..core.training.config import TrainConfig
 from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
 
 COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "adapters",
-            "summary", "train", "eval", "save", "export", "help")
+            "summary", "train", "eval", "save", "export", "runs", "resume", "lr_find", "help")
 
 
 def subcommands() -> tuple[str, ...]:
@@ -38,7 +38,8 @@ class NbtuneMagics(Magics):
     """The ``%nbtune`` line magic and the ``%%finetune`` cell magic (see ``%nbtune?`` and ``%%finetune?``)."""
 
     batch_size = Int(16, help="Default batch size for %nbtune train and %%finetune.").tag(config=True)
-    lr = Float(5e-5, help="Default learning rate for %nbtune train and %%finetune.").tag(config=True)
+    lr = Float(None, allow_none=True, help="Default learning rate for %nbtune train and %%finetune (None: what trains "
+               "for the trainable set: 5e-5 fine-tuning, 3e-3 head only, each adapter method its own).").tag(config=True)
     epochs = Float(1.0, help="Default number of epochs.").tag(config=True)
     summary_seq_len = Int(128, help="Sequence length assumed by %nbtune summary's memory estimate.").tag(config=True)
     widgets = Bool(True, help="Show live widgets (False: text progress only).").tag(config=True)
@@ -64,7 +65,8 @@ class NbtuneMagics(Magics):
         return name
 
     def _train_defaults(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "lr": self.lr, "epochs": self.epochs}
+        defaults = {"batch_size": self.batch_size, "epochs": self.epochs}
+        return defaults if self.lr is None else {**defaults, "lr": self.lr}
 
     @property
     def _progress(self) -> str:
@@ -91,6 +93,9 @@ class NbtuneMagics(Magics):
             %nbtune train $train_df eval=$dev_df epochs=1 lr=5e-5   # live dashboard with a Stop button
             %nbtune eval $dev_df
             %nbtune save out/
+            %nbtune runs                                        # every run folder: method, steps, best metric, size
+            %nbtune resume RUN                                  # after a restart: rebuild the session, continue
+            %nbtune lr_find $train_df                           # learning-rate range test (a heuristic)
             %nbtune export recipe.yaml train=$train_df          # a recipe file for `nbtune run` / several GPUs
             %nbtune train $train_df processes=2                 # several processes via accelerate's notebook_launcher
             s = %nbtune session                                 # the Session object, for the Python API
@@ -154,6 +159,30 @@ class NbtuneMagics(Magics):
     def _cmd_sessions(self, target, rest):
         for name, s in self.sessions.items():
             print(("* " if name == self.current else "  ") + f"{name}: {s!r}")
+
+    def _cmd_runs(self, target, rest):
+        if rest:
+            raise MagicUsageError("%nbtune runs (no arguments; nbtune.runs(folder) reads another folder)")
+        from ..core.compare import runs
+
+        return runs()
+
+    def _cmd_resume(self, target, rest):
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune resume RUN [setting=value ...]: RUN is a name from %nbtune runs or a folder.")
+        from ..core.runs import resume
+
+        result = resume(positional[0], progress=self._progress, **opts)
+        name = self.register(result.session, target)
+        print(f"session {name!r}: run {positional[0]!r} rebuilt and continued, now current")
+        return result
+
+    def _cmd_lr_find(self, target, rest):
+        positional, opts = self._settings(rest)
+        if len(positional) != 1:
+            raise MagicUsageError("%nbtune lr_find DATA [steps=100 batch_size=16 ...]: DATA is $variable or a path.")
+        return self.session(target).lr_find(resolve_ref(positional[0], self.shell.user_ns), **opts)
 
     def _cmd_use(self, target, rest):
         if len(rest) != 1:

@@ -39,8 +39,39 @@ def lr_find_html(result) -> str:
     return html(result, png_tag(figure, "loss against learning rate"))
 
 
+def _smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    out, ema = [], None
+    for value in values:
+        ema = value if ema is None else weight * ema + (1 - weight) * value
+        out.append(ema)
+    return out
+
+
+def comparison_html(comparison) -> str:
+    """The comparison's tables with the runs' smoothed training losses and evaluation curves overlaid."""
+    from ..render.runs import comparison_html as html
+
+    metric = next((k for r in comparison.runs for row in r.rows for k in row
+                   if k.startswith("eval_") and k != "eval_loss"), "eval_loss")
+    figure = Figure(figsize=(9.0, 3.0), dpi=96)
+    loss_ax, eval_ax = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    for run in comparison.runs:
+        steps = [r["step"] for r in run.rows if r.get("loss") is not None]
+        loss_ax.plot(steps, _smooth([r["loss"] for r in run.rows if r.get("loss") is not None]), label=run.name)
+        evals = [(r["step"], r[metric]) for r in run.rows if r.get(metric) is not None]
+        if evals:
+            eval_ax.plot(*zip(*evals), marker="o", label=run.name)
+    loss_ax.set_title("training loss (smoothed)", fontsize=10)
+    eval_ax.set_title(metric.replace("eval_", "evaluation "), fontsize=10)
+    for ax in (loss_ax, eval_ax):
+        ax.set_xlabel("step")
+    loss_ax.legend(loc="best", fontsize=7)
+    return html(comparison, png_tag(figure, "runs compared"))
+
+
 FORMATTERS: dict[tuple[str, str], Callable[[object], str]] = {
     ("nbtune.core.training.lr_find", "LRFindResult"): lr_find_html,
+    ("nbtune.core.compare", "Comparison"): comparison_html,
 }
 
 
