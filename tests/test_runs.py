@@ -180,3 +180,19 @@ def test_resume_by_magic_registers_the_session(tiny_dirs, runs, shell):
     result = shell.run_cell("%nbtune resume magic log=False").result
     assert result.outcome is Outcome.COMPLETED and magics.session() is result.session
     assert "magic" in repr(shell.run_cell("%nbtune runs").result)
+
+
+def test_a_finetune_cell_races_set_ups_and_each_run_keeps_its_recipe(tiny_dirs, runs, shell):
+    import yaml
+
+    magics = shell.magics_manager.registry["NbtuneMagics"]
+    magics.widgets = False
+    shell.user_ns.update(bert_dir=str(tiny_dirs["bert"]), race_df=pd.DataFrame(toy_rows(32)))
+    cell = ("%%finetune -o raced\nmodel: $bert_dir\ntask: text-classification\nnum_labels: 2\n"
+            "data: {train: $race_df, eval: $race_df}\ntrain: {epochs: 1, batch_size: 8}\n"
+            "race: {head: {freeze: [all], unfreeze: [head]}, lora: {lora: {r: 2}}}\n")
+    shell.run_cell(cell)
+    comparison = shell.user_ns["raced"]
+    assert [r.info["method"] for r in comparison.runs] == ["head", "lora"]
+    recipe = yaml.safe_load((comparison.runs[1].folder / "recipe.yaml").read_text())
+    assert recipe["lora"]["r"] == 2 and recipe["data"]["train"].endswith("train.parquet")

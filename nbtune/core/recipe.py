@@ -52,6 +52,7 @@ class Recipe:
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: bool = True
     save: str | None = None
+    race: dict[str, dict[str, Any]] | None = None  # set-up name -> recipe keys: train each, compare (compare.race)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (the inverse of ``parse_recipe``)."""
@@ -72,7 +73,8 @@ class Recipe:
         return out
 
 
-BASE_KEYS = ("model", "task", "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval", "save")
+BASE_KEYS = ("model", "task", "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval", "save",
+             "race")
 
 
 def adapter_keys() -> list[str]:
@@ -205,7 +207,13 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
             raise RecipeError(f"Each entry of steps is {{freeze: [...]}} or {{unfreeze: [...]}}; got {step!r}.")
         action, selectors = next(iter(step.items()))
         steps.append((action, _as_list(selectors, action)))
+    race = data.get("race")
+    if race is not None and (not isinstance(race, dict) or not all(isinstance(v, (dict, type(None)))
+                                                                  for v in race.values())):
+        raise RecipeError("race maps a name to each set-up's recipe keys, e.g. race: {head: {freeze: [all], "
+                          "unfreeze: [head]}, lora: {lora: {r: 8}}, full: {}}.")
     return Recipe(
+        race={k: dict(v or {}) for k, v in race.items()} if race else None,
         model=data["model"], task=data.get("task"), load={k: data[k] for k in load_keys() if k in data},
         data=dataspec, head={} if head == "reset" else head, freeze=_as_list(data.get("freeze"), "freeze"),
         unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), steps=steps, adapter=adapter, train=train,
@@ -279,12 +287,24 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
                train_overrides: dict[str, Any] | None = None) -> RecipeResult:
     """Run a recipe end to end: build the session, evaluate, train, evaluate, save.
 
-    ``dry_run`` stops after building the session (load, freeze, attach) so its summary can be checked.
+    ``dry_run`` stops after building the session (load, freeze, attach) so its summary can be checked. A recipe
+    with ``race:`` trains each set-up and returns their comparison (``nbtune.core.compare.Comparison``) instead.
     """
     recipe = source if isinstance(source, Recipe) else parse_recipe(source)
     data = resolve(recipe.data, namespace, "data")
     if not dry_run and "train" not in data:
         raise RecipeError("The recipe has no training data: add data: {train: $train_df} (or use --dry-run).")
+    if recipe.race:
+        from .compare import race
+
+        if dry_run:
+            raise RecipeError("A race has no dry run: each set-up trains. Remove --dry-run, or race: to check one.")
+        columns = {k: v for k, v in data.items() if k not in ("train", "eval")}
+        settings = {**recipe.train, **(train_overrides or {})}
+        settings.setdefault("columns", columns)
+        return race(resolve(recipe.model, namespace, "model"), data["train"], eval=data.get("eval"),
+                    setups=resolve(recipe.race, namespace, "race"), task=recipe.task, progress=progress, log=log,
+                    **resolve(recipe.load, namespace, "the load settings"), **settings)
     session = build_session(recipe, namespace)
     result = RecipeResult(session)
     if dry_run:

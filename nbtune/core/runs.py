@@ -143,6 +143,7 @@ class RunRecorder(Callback):
             train_table.to_parquet(self.folder / "data" / "train.parquet")
             if eval_table is not None:
                 eval_table.to_parquet(self.folder / "data" / "eval.parquet")
+        self._write_recipe()
         s = self.session
         _write_json(self.folder / RUN_FILE, {
             "name": self.folder.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "nbtune_version": __version__,
@@ -150,6 +151,23 @@ class RunRecorder(Callback):
             "trainable": s.summary().trainable, "total": s.summary().total, "config": self.config,
             "status": "running", "steps": 0, "seconds": 0.0, "metrics": {}, "best": None,
         })
+
+    def _write_recipe(self) -> None:
+        """The run as a recipe file (``nbtune run recipe.yaml`` repeats it), where the session can be one."""
+        from .errors import RecipeError
+        from .export import export_session
+        from .training.config import TrainConfig
+
+        data = {name: self.folder / "data" / f"{name}.parquet" for name in ("train", "eval")
+                if (self.folder / "data" / f"{name}.parquet").is_file()}
+        defaults = TrainConfig().to_dict()
+        train = {k: v for k, v in self.config.items()
+                 if v != defaults.get(k) and k not in ("checkpoint_dir", "run_name", "save_run")}
+        try:
+            export_session(self.session, self.folder / "recipe.yaml", data={**data, **self.config["columns"]},
+                           train={k: v for k, v in train.items() if k != "columns"})
+        except RecipeError:
+            pass  # a Python nn.Module or several adapters: setup/ and run.json still hold the run
 
     # -- events ----------------------------------------------------------------------------------------------
     def on_fit_started(self, event: FitStarted, control: Control) -> None:

@@ -14,7 +14,7 @@ from traitlets import Bool, Float, Int
 from ..core.adapters import get_method, method_names
 from ..core.errors import NbtuneError
 from ..core.loading import load
-from ..core.recipe import run_recipe
+from ..core.recipe import RecipeResult, run_recipe
 from ..core.session import Session
 from ..core.training.config import TrainConfig
 from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
@@ -309,6 +309,10 @@ class NbtuneMagics(Magics):
         args = parse_argstring(self.finetune, line)
         recipe = _with_defaults(cell, self._train_defaults())
         result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, progress=self._progress)
+        if not isinstance(result, RecipeResult):  # a race: its comparison, no single session to make current
+            if args.output:
+                self.shell.user_ns[args.output] = result
+            return result
         # Registered only once the recipe has run: a recipe that fails leaves the sessions as they were.
         name = self.register(result.session, args.session)
         what = "built (dry run, not trained)" if args.dry_run else "trained"
