@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .format import esc, html_table, text_table
 
 
@@ -30,14 +32,22 @@ def run_text(run) -> str:
     if run.metrics:
         parts.append(text_table(["metric", "value"], _metric_rows(run.metrics), right={1}))
     parts += run.messages
-    if run.checkpoint:
+    if run.run_folder:
+        parts.append(_folder_line(run))
+    elif run.checkpoint:
         parts.append(f"checkpoint: {run.checkpoint}")
     return "\n".join(parts)
 
 
+def _folder_line(run) -> str:
+    if run.outcome.finished or run.outcome.value == "error":
+        return f"run folder: {run.run_folder}"
+    return f"run folder: {run.run_folder} (nbtune.resume({Path(run.run_folder).name!r}) continues it)"
+
+
 def run_html(run) -> str:
     table = html_table(["metric", "value"], _metric_rows(run.metrics), right={1}) if run.metrics else ""
-    msgs = "".join(f"<li>{esc(m)}</li>" for m in run.messages)
+    msgs = "".join(f"<li>{esc(m)}</li>" for m in [*run.messages, *([_folder_line(run)] if run.run_folder else [])])
     return f"<div class='nbtune-run'><b>{esc(_headline(run))}</b>{table}{'<ul>' + msgs + '</ul>' if msgs else ''}</div>"
 
 
