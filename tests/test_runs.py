@@ -77,7 +77,11 @@ def test_resume_after_an_interrupt_in_a_new_session(tiny_dirs, runs):
     assert result.outcome is Outcome.COMPLETED and result.global_step == 12
     assert result.session.history.losses() == pytest.approx(ref.history.losses(), abs=1e-6)
     assert _same(_weights(result.session), _weights(ref))
-    assert json.loads((runs / "cut" / "run.json").read_text())["status"] == "completed"
+    info = json.loads((runs / "cut" / "run.json").read_text())
+    history = pd.read_json(runs / "cut" / "history.jsonl", lines=True)
+    # the console, the run's files and the session count the same steps, once each, after the resume
+    assert info["status"] == "completed" and info["steps"] == 12
+    assert history["loss"].notna().sum() == 12 and history.loc[history["loss"].notna(), "step"].tolist() == list(range(1, 13))
 
 
 def test_resume_names_the_runs_it_knows(runs):

@@ -188,6 +188,9 @@ class RunRecorder(Callback):
         from .persist import save_session
 
         _write_history(self.folder, self.session.history.rows)
+        if event.outcome.finished and Path(self.config.get("checkpoint_dir") or "") == self.folder / "checkpoints":
+            # nothing left to resume: final/ holds the weights, the optimizer state would only take disk space
+            shutil.rmtree(self.folder / "checkpoints", ignore_errors=True)
         if event.outcome is not Outcome.ERROR:
             try:
                 save_session(self.session, self.folder / "final", light=True)

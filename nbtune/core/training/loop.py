@@ -401,6 +401,10 @@ class _Run:
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
 
+    def _checkpoints_of_run_folder(self) -> bool:
+        folder = self.state.run_folder
+        return folder is not None and Path(self.cfg.checkpoint_dir) == Path(folder) / "checkpoints"
+
     def _save_on_early_end(self) -> None:
         """A run cut short (Stop, interrupt, out of memory, non-finite loss, error) leaves a checkpoint of where it
         is, so a disconnect right after loses nothing. One process only: others may be gone already."""
@@ -471,8 +475,8 @@ class _Run:
             if outcome.finished:
                 self.restore_best()
             pos.finished = outcome.finished
-            if pos.finished and cfg.checkpoint_dir:
-                self.save()
+            if pos.finished and cfg.checkpoint_dir and not self._checkpoints_of_run_folder():
+                self.save()  # a run folder's checkpoints are for resuming: a finished run keeps final/ instead
         except KeyboardInterrupt:
             self.optimizer.zero_grad(set_to_none=True)
             outcome, reason = Outcome.INTERRUPTED, "interrupted"
