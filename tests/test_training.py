@@ -367,22 +367,28 @@ def test_keyboard_interrupt_mid_step_keeps_last_completed_step(tiny_dirs):
     assert s.history.losses() == pytest.approx(ref.history.losses(), abs=1e-6)
 
 
-def test_nan_loss_goes_back_to_the_last_weights_known_to_give_a_finite_loss(bert):
-    data = toy_rows(64)
+def _poisoned_run(s, at: int, **settings):
+    """Train with the head's output made NaN in the ``at``-th forward; the run and the weights after each step."""
     calls = {"n": 0}
     snapshots = {}
 
     def remember(event, control):
         if isinstance(event, StepEnded):
-            snapshots[event.step] = weights(bert.model)
+            snapshots[event.step] = weights(s.model)
 
     def poison(module, args, output):
         calls["n"] += 1
-        return output * float("nan") if calls["n"] == 3 else output
+        return output * float("nan") if calls["n"] == at else output
 
-    handle = bert.model.classifier.register_forward_hook(poison)
-    run = bert.train(data, callbacks=[remember], **fast(epochs=1, batch_size=8))
-    handle.remove()
+    handle = s.model.classifier.register_forward_hook(poison)
+    try:
+        return s.train(toy_rows(64), callbacks=[remember], **settings, **fast(epochs=1, batch_size=8)), snapshots
+    finally:
+        handle.remove()
+
+
+def test_nan_loss_goes_back_to_the_last_weights_known_to_give_a_finite_loss(bert):
+    run, snapshots = _poisoned_run(bert, at=3)
     # step 3's loss is non-finite: the weights of step 2 may be the cause, so the session is back at step 1
     assert run.reason == "non-finite loss" and run.cancelled and run.global_step == 1
     message = " ".join(run.messages)
@@ -407,21 +413,7 @@ def test_nan_loss_without_a_snapshot_goes_back_to_the_newest_checkpoint(bert, tm
     from nbtune.core.training import transaction
 
     monkeypatch.setattr(transaction, "SNAPSHOT_MAX_BYTES", 0)  # as for a trainable set too large to copy
-    calls = {"n": 0}
-    snapshots = {}
-
-    def remember(event, control):
-        if isinstance(event, StepEnded):
-            snapshots[event.step] = weights(bert.model)
-
-    def poison(module, args, output):
-        calls["n"] += 1
-        return output * float("nan") if calls["n"] == 6 else output
-
-    handle = bert.model.classifier.register_forward_hook(poison)
-    run = bert.train(toy_rows(64), callbacks=[remember], checkpoint_dir=str(tmp_path), save_every=2,
-                     **fast(epochs=1, batch_size=8))
-    handle.remove()
+    run, snapshots = _poisoned_run(bert, at=6, checkpoint_dir=str(tmp_path), save_every=2)
     assert run.outcome is Outcome.NON_FINITE and run.global_step == 4  # the checkpoint of step 4
     assert "went back to step 4" in " ".join(run.messages) and "checkpoint" in " ".join(run.messages)
     now = weights(bert.model)
