@@ -48,14 +48,20 @@ class LRFindResult:
 
 
 def _suggest(lrs: list[float], smoothed: list[float]) -> float | None:
-    """The rate at the steepest descent of the smoothed loss against log(rate), before the loss's minimum."""
-    end = min(range(len(smoothed)), key=smoothed.__getitem__) if smoothed else 0
-    if end < 2:
+    """The rate at the steepest descent of the smoothed loss against log(rate), between the first tenth of the test
+    (the average is still settling there) and the loss's minimum, the slope taken over a few points so that one
+    noisy batch cannot decide. None when the loss never fell by 1%."""
+    n = len(smoothed)
+    if n < 8:
         return None
-    logs = [math.log10(lr) for lr in lrs[:end + 1]]
-    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, end)]
-    steepest = min(range(len(slopes)), key=slopes.__getitem__)
-    return lrs[steepest + 1]
+    low = min(range(n), key=smoothed.__getitem__)
+    start = max(2, n // 10)
+    if low <= start or smoothed[start] - smoothed[low] < 0.01 * abs(smoothed[start]):
+        return None
+    logs = [math.log10(lr) for lr in lrs]
+    w = max(1, n // 20)
+    slopes = {i: (smoothed[i + w] - smoothed[i - w]) / (logs[i + w] - logs[i - w]) for i in range(start + w, low - w + 1)}
+    return lrs[min(slopes, key=slopes.get)] if slopes else lrs[low] / 10
 
 
 def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps: int = 100, batch_size: int = 16,
