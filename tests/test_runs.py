@@ -200,3 +200,12 @@ def test_a_finetune_cell_races_set_ups_and_each_run_keeps_its_recipe(tiny_dirs, 
     assert [r.info["method"] for r in comparison.runs] == ["head", "lora"]
     recipe = yaml.safe_load((comparison.runs[1].folder / "recipe.yaml").read_text())
     assert recipe["lora"]["r"] == 2 and recipe["data"]["train"].endswith("train.parquet")
+
+
+def test_data_parquet_cannot_hold_still_trains_and_resume_asks_for_it(tiny_dirs, runs):
+    rows = [dict(r, extra=[1, "mixed"] if i % 2 else 3.5) for i, r in enumerate(toy_rows(32))]  # mixed objects
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    run = s.train(pd.DataFrame(rows), run_name="mixed", max_steps=2, batch_size=8, log=False)
+    assert run.outcome is Outcome.COMPLETED and any("keeps no copy of the data" in m for m in run.messages)
+    with pytest.raises(nbtune.TrainingError, match="keeps no copy of its training data.*data="):
+        nbtune.resume("mixed")

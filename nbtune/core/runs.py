@@ -138,11 +138,9 @@ class RunRecorder(Callback):
 
         self.folder.mkdir(parents=True, exist_ok=False)
         save_session(self.session, self.folder / "setup", light=True)
+        self.notes: list[str] = []
         if train_table is not None:
-            (self.folder / "data").mkdir()
-            train_table.to_parquet(self.folder / "data" / "train.parquet")
-            if eval_table is not None:
-                eval_table.to_parquet(self.folder / "data" / "eval.parquet")
+            self._copy_data(train_table, eval_table)
         self._write_recipe()
         s = self.session
         _write_json(self.folder / RUN_FILE, {
@@ -151,6 +149,20 @@ class RunRecorder(Callback):
             "trainable": s.summary().trainable, "total": s.summary().total, "config": self.config,
             "status": "running", "steps": 0, "seconds": 0.0, "metrics": {}, "best": None,
         })
+
+    def _copy_data(self, train_table, eval_table) -> None:
+        """The data as Parquet, so resuming needs no notebook variables. A table Parquet cannot hold (columns of
+        mixed Python objects) is not copied: the run trains all the same, and resuming then asks for the data."""
+        data = self.folder / "data"
+        data.mkdir()
+        try:
+            train_table.to_parquet(data / "train.parquet")
+            if eval_table is not None:
+                eval_table.to_parquet(data / "eval.parquet")
+        except Exception as exc:
+            shutil.rmtree(data, ignore_errors=True)
+            self.notes.append(f"the run folder keeps no copy of the data ({type(exc).__name__}: {exc}); "
+                              f"nbtune.resume({self.folder.name!r}, data=...) will need it")
 
     def _write_recipe(self) -> None:
         """The run as a recipe file (``nbtune run recipe.yaml`` repeats it), where the session can be one."""

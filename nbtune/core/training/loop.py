@@ -93,11 +93,11 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     callbacks = list(callbacks)
     for callback in callbacks:
         check_callback(callback)
-    lr_note = None
+    notes: list[str] = []  # said in the run's messages
     if cfg.lr is None:  # resolved once, here: the run's config, checkpoints and header carry the rate in use
         rate, why = default_lr(session.model)
         cfg = dataclasses.replace(cfg, lr=rate)
-        lr_note = f"learning rate {rate:g} ({why}; pass lr=... to choose)"
+        notes.append(f"learning rate {rate:g} ({why}; pass lr=... to choose)")
     accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
         raise nothing_to_train()
@@ -116,13 +116,13 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         if recorder is not None:
             if new_run:
                 recorder.create(*tables)
+                notes.extend(recorder.notes)
             state.run_folder = recorder.folder
             callbacks = [recorder, *callbacks]
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
-    if lr_note:
-        run.messages.append(lr_note)
+    run.messages.extend(notes)
     return run.go()
 
 
