@@ -1,0 +1,23 @@
+"""Every tutorial opens in Colab and Kaggle: badge links in each service's documented form, built from the
+repository URL written once in pyproject.toml."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_badges_use_the_documented_forms():
+    # read with a pattern, not tomllib: the tests run on Python 3.10 too
+    repo = re.search(r'^Repository = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    owner_repo = repo.removeprefix("https://github.com/")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        links = re.findall(r"\]\((https://[^)\s]+)\)", first)
+        rel = f"notebooks/{path.name}"
+        # Colab: colab.research.google.com/github/OWNER/REPO/blob/BRANCH/PATH; Kaggle: kernels/welcome?src=<GitHub URL>
+        assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/{rel}" in links, path.name
+        assert f"https://kaggle.com/kernels/welcome?src={repo}/blob/main/{rel}" in links, path.name
