@@ -60,3 +60,20 @@ def outputs(nb, kind: str | None = None) -> list[dict[str, Any]]:
             if kind is None or kind in out.get("data", {}) or (kind == "stream" and out.get("output_type") == "stream"):
                 found.append(out)
     return found
+
+
+def install_cell(repository: str) -> str:
+    """The first code cell of every tutorial: installs nbtune from ``repository`` where it is missing (Colab,
+    Kaggle), raises if pip fails (so Run All stops there, not three cells later), needs no runtime restart and
+    checks the import. ``tests/test_notebook_links.py`` keeps every notebook's cell equal to this."""
+    return (
+        "# Colab / Kaggle: install nbtune and its default model from the repository (skipped where it is installed).\n"
+        "import importlib, importlib.util, subprocess, sys\n"
+        "if importlib.util.find_spec(\"nbtune\") is None:\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
+        f"                    \"nbtune[models] @ git+{repository}\"], check=True)  # a failed install stops here\n"
+        "    importlib.invalidate_caches()\n"
+        "import nbtune\n"
+        "print(\"nbtune\", nbtune.__version__)"
+    )
+

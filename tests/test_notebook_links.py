@@ -21,3 +21,13 @@ def test_badges_use_the_documented_forms():
         # Colab: colab.research.google.com/github/OWNER/REPO/blob/BRANCH/PATH; Kaggle: kernels/welcome?src=<GitHub URL>
         assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/{rel}" in links, path.name
         assert f"https://kaggle.com/kernels/welcome?src={repo}/blob/main/{rel}" in links, path.name
+
+
+def test_every_tutorial_installs_nbtune_with_the_one_install_cell():
+    from nbtune.notebooks import install_cell
+
+    repo = re.search(r'^Repository = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        first_code = next(c for c in cells if c["cell_type"] == "code")
+        assert "".join(first_code["source"]) == install_cell(repo), path.name
