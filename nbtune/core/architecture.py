@@ -45,6 +45,12 @@ def is_shadow_param(name: str) -> bool:
     return ".original_module." in name or name.startswith("original_module.")
 
 
+def is_under(name: str, prefixes) -> bool:
+    """Whether dotted ``name`` is one of ``prefixes`` or inside one of them (``classifier.weight`` under
+    ``classifier``, not under ``class``)."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
 def canonical_name(name: str) -> str:
     """A parameter's name in the bare model, whatever peft wrapped around it (``base_model.model.`` in front,
     ``.base_layer.`` or ``.original_module.`` inside): the same before and after attaching or merging adapters."""
@@ -194,7 +200,7 @@ def embedding_module_names(model: nn.Module) -> list[str]:
     heads = tuple(task_head_names(model))
     out = []
     for name, module in model.named_modules():
-        if not name or any(name == h or name.startswith(h + ".") for h in heads):
+        if not name or is_under(name, heads):
             continue
         if isinstance(module, nn.Embedding) or name.split(".")[-1] in ("embeddings", "embed_positions"):
             if not any(name.startswith(o + ".") for o in out):

@@ -108,12 +108,12 @@ def _state_to_save(session, everything: bool) -> dict[str, torch.Tensor]:
 def _changed_from_base(session) -> dict[str, torch.Tensor]:
     """Parameters that differ from the base model the session was loaded from: trained ones and the task head
     (a new or re-initialised head is not in the base checkpoint)."""
-    from .architecture import canonical_name, head_module_names
+    from .architecture import canonical_name, head_module_names, is_under
 
     heads = head_module_names(session.model)
     trained = session.trained_params
     return {n: p.detach().to("cpu").clone().contiguous() for n, p in session.model.named_parameters()
-            if canonical_name(n) in trained or any(n == h or n.startswith(h + ".") for h in heads)}
+            if canonical_name(n) in trained or is_under(n, heads)}
 
 
 def save_session(session, folder: str | os.PathLike, overwrite: bool = False, light: bool = False) -> SaveReport:
@@ -135,6 +135,8 @@ def save_session(session, folder: str | os.PathLike, overwrite: bool = False, li
                         "new folder, or pass overwrite=True to replace everything in it.")
     model = session.model
     peft = is_peft_model(model)
+    # a light save of a transformers model keeps only what differs from the base, which reloads from its source
+    base_from_source = light and not peft and _is_pretrained(model) and session.source.kind != "module"
     tmp = _atomic_dir(folder)
     try:
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -143,7 +145,7 @@ def save_session(session, folder: str | os.PathLike, overwrite: bool = False, li
             state = _state_to_save(session, everything=False)
             stored = _stored_by_peft(model)
             state = {n: t for n, t in state.items() if n not in stored}
-        elif _is_pretrained(model) and light and session.source.kind != "module":
+        elif base_from_source:
             state = _changed_from_base(session)
         elif _is_pretrained(model):
             model.save_pretrained(str(tmp))
@@ -156,8 +158,7 @@ def save_session(session, folder: str | os.PathLike, overwrite: bool = False, li
             session.tokenizer.save_pretrained(str(tmp))
         trainable_saved = sum(p.numel() for p in model.parameters() if p.requires_grad)
         meta = _metadata(session, peft, trainable, trainable_saved)
-        meta["has_config"] = meta["has_config"] and not (light and _is_pretrained(model) and not peft
-                                                         and session.source.kind != "module")
+        meta["has_config"] = meta["has_config"] and not base_from_source
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         _commit(tmp, folder)

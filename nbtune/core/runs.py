@@ -30,6 +30,7 @@ from typing import Any
 from .errors import TrainingError
 from .training.callbacks import Callback
 from .training.events import CheckpointSaved, Control, FitEnded, FitStarted, Outcome, StepEnded
+from .training.optim import what_trains
 from .version import __version__
 
 RUNS_ENV = "NBTUNE_RUNS_DIR"
@@ -54,10 +55,10 @@ def runs_folder() -> Path:
 def run_path(name_or_folder: str | os.PathLike) -> Path:
     """A run's folder from its name (in the runs folder) or its path."""
     path = Path(name_or_folder).expanduser()
-    if (path / RUN_FILE).is_file():
+    if is_run_folder(path):
         return path
     inside = runs_folder() / str(name_or_folder)
-    if (inside / RUN_FILE).is_file():
+    if is_run_folder(inside):
         return inside
     from .errors import close_matches
 
@@ -68,31 +69,24 @@ def run_path(name_or_folder: str | os.PathLike) -> Path:
                         "kept elsewhere.")
 
 
-def method_of(session) -> str:
-    """What the run trains, in a word: the active adapter's method, 'head only', or 'fine-tuning'."""
-    from .adapters import method_for_peft_type
-    from .architecture import head_module_names, is_peft_model
-
-    model = session.model
-    if is_peft_model(model):
-        method = method_for_peft_type(model.peft_config[model.active_adapter].peft_type)
-        return method.name if method else "adapter"
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    heads = head_module_names(model)
-    if trainable and heads and all(any(n == h or n.startswith(h + ".") for h in heads) for n in trainable):
-        return "head"
-    total = sum(1 for _ in model.parameters())
-    return "full" if len(trainable) == total else "partial"
-
-
 def new_run_name(session) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{session.name}-{method_of(session)}").strip("-")[:60]
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{session.name}-{what_trains(session.model)}").strip("-")[:60]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name, n = f"{stamp}-{base}", 1
     while (runs_folder() / name).exists():
         n += 1
         name = f"{stamp}-{base}-{n}"
     return name
+
+
+def checkpoints_of(folder: Path) -> Path:
+    """Where a run folder keeps its checkpoints."""
+    return Path(folder) / "checkpoints"
+
+
+def keeps_own_checkpoints(folder: Path | None, checkpoint_dir: str | None) -> bool:
+    """Whether a run writes its checkpoints into its run folder (not into a folder the user chose)."""
+    return folder is not None and checkpoint_dir is not None and Path(checkpoint_dir) == checkpoints_of(folder)
 
 
 def folder_size(path: Path) -> int:
@@ -130,6 +124,8 @@ class RunRecorder(Callback):
     def __init__(self, session, folder: Path, config: dict[str, Any], save_minutes: float):
         self.session, self.folder, self.config, self.save_minutes = session, folder, config, save_minutes
         self._last_save = time.monotonic()
+        self._seconds_before = 0.0  # training time of the run's earlier calls (it was resumed)
+        self.notes: list[str] = []  # what the run's result should say about its folder
 
     # -- set-up (called by fit before the run starts) --------------------------------------------------------
     def create(self, train_table, eval_table) -> None:
@@ -138,15 +134,14 @@ class RunRecorder(Callback):
 
         self.folder.mkdir(parents=True, exist_ok=False)
         save_session(self.session, self.folder / "setup", light=True)
-        self.notes: list[str] = []
         if train_table is not None:
             self._copy_data(train_table, eval_table)
         self._write_recipe()
-        s = self.session
+        s, counts = self.session, self.session.summary()
         _write_json(self.folder / RUN_FILE, {
             "name": self.folder.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "nbtune_version": __version__,
-            "model": s.name, "source": asdict(s.source), "task": s.task, "method": method_of(s),
-            "trainable": s.summary().trainable, "total": s.summary().total, "config": self.config,
+            "model": s.name, "source": asdict(s.source), "task": s.task, "method": what_trains(s.model),
+            "trainable": counts.trainable, "total": counts.total, "config": self.config,
             "status": "running", "steps": 0, "seconds": 0.0, "metrics": {}, "best": None,
         })
 
@@ -184,8 +179,7 @@ class RunRecorder(Callback):
     # -- events ----------------------------------------------------------------------------------------------
     def on_fit_started(self, event: FitStarted, control: Control) -> None:
         self._last_save = time.monotonic()
-        self._started = time.monotonic()
-        self._update(status="running")
+        self._seconds_before = float(self._update(status="running").get("seconds") or 0.0)
 
     def on_step_ended(self, event: StepEnded, control: Control) -> None:
         if time.monotonic() - self._last_save >= self.save_minutes * 60:
@@ -200,7 +194,7 @@ class RunRecorder(Callback):
         from .persist import save_session
 
         _write_history(self.folder, self.session.history.rows)
-        if event.outcome.finished and Path(self.config.get("checkpoint_dir") or "") == self.folder / "checkpoints":
+        if event.outcome.finished and keeps_own_checkpoints(self.folder, self.config.get("checkpoint_dir")):
             # nothing left to resume: final/ holds the weights, the optimizer state would only take disk space
             shutil.rmtree(self.folder / "checkpoints", ignore_errors=True)
         if event.outcome is not Outcome.ERROR:
@@ -208,15 +202,15 @@ class RunRecorder(Callback):
                 save_session(self.session, self.folder / "final", light=True)
             except Exception as exc:  # the run's result stands; say what could not be written
                 control.messages.append(f"the run's final weights could not be written to {self.folder}: {exc}")
-        run = read_run(self.folder)
         self._update(status=event.outcome.value, steps=event.step, metrics=dict(event.metrics),
-                     seconds=run.get("seconds", 0.0) + event.elapsed, best=_best(self.session.history.rows),
+                     seconds=self._seconds_before + event.elapsed, best=_best(self.session.history.rows),
                      size=folder_size(self.folder))
 
-    def _update(self, **changes: Any) -> None:
+    def _update(self, **changes: Any) -> dict[str, Any]:
         run = read_run(self.folder)
         run.update(changes)
         _write_json(self.folder / RUN_FILE, run)
+        return run
 
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -13,6 +13,8 @@ from typing import Callable
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .plot import smoothed
+
 
 def png_tag(figure: Figure, alt: str) -> str:
     FigureCanvasAgg(figure)
@@ -39,14 +41,6 @@ def lr_find_html(result) -> str:
     return html(result, png_tag(figure, "loss against learning rate"))
 
 
-def _smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    out, ema = [], None
-    for value in values:
-        ema = value if ema is None else weight * ema + (1 - weight) * value
-        out.append(ema)
-    return out
-
-
 def comparison_html(comparison) -> str:
     """The comparison's tables with the runs' smoothed training losses and evaluation curves overlaid."""
     from ..render.runs import comparison_html as html
@@ -57,7 +51,7 @@ def comparison_html(comparison) -> str:
     loss_ax, eval_ax = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     for run in comparison.runs:
         steps = [r["step"] for r in run.rows if r.get("loss") is not None]
-        loss_ax.plot(steps, _smooth([r["loss"] for r in run.rows if r.get("loss") is not None]), label=run.name)
+        loss_ax.plot(steps, smoothed([r["loss"] for r in run.rows if r.get("loss") is not None]), label=run.name)
         evals = [(r["step"], r[metric]) for r in run.rows if r.get(metric) is not None]
         if evals:
             eval_ax.plot(*zip(*evals), marker="o", label=run.name)

@@ -20,6 +20,15 @@ def step_metric_names(rows: list[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """An exponential moving average of ``values`` (the curve a noisy per-batch loss is read by)."""
+    out, ema = [], None
+    for value in values:
+        ema = value if ema is None else weight * ema + (1 - weight) * value
+        out.append(ema)
+    return out
+
+
 class LossPlot:
     """Train loss (raw and smoothed) and eval loss against the step; the task's per-step metrics (reward margin,
     accuracy...) in a second panel beside it when there are any. ``png()`` redraws the same figure."""
@@ -37,11 +46,7 @@ class LossPlot:
         losses = [r["loss"] for r in rows if r.get("loss") is not None]
         if steps:
             ax.plot(steps, losses, color="#9ecae1", linewidth=1, label="train loss")
-            smooth, ema = [], None
-            for value in losses:
-                ema = value if ema is None else 0.9 * ema + 0.1 * value
-                smooth.append(ema)
-            ax.plot(steps, smooth, color="#08519c", linewidth=2, label="train (smoothed)")
+            ax.plot(steps, smoothed(losses), color="#08519c", linewidth=2, label="train (smoothed)")
         evals = [(r["step"], r["eval_loss"]) for r in rows if r.get("eval_loss") is not None]
         if evals:
             ax.plot(*zip(*evals), "o-", color="#d94801", label="eval loss")

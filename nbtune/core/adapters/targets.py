@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..architecture import head_module_names, is_adapter_param, qkv_module_names, unwrap
+from ..architecture import head_module_names, is_adapter_param, is_under, qkv_module_names, unwrap
 from ..errors import AdapterError, SelectorError
 from ..freeze import select
 
@@ -92,7 +92,7 @@ def lora_targets(model: nn.Module, include_head: bool = False) -> LoraTargets:
     for name, module in model.named_modules():
         if not name or is_adapter_param(name) or name.endswith(".base_layer"):
             continue
-        if any(name == h or name.startswith(h + ".") for h in heads):
+        if is_under(name, heads):
             continue
         dims = _dims(module)
         if dims is None:

@@ -32,7 +32,15 @@ from .fingerprint import fingerprint
 from .optim import default_lr
 from .result import RunResult
 from .runtime import get_accelerator
-from .setup import apply_run, check_checkpoint_fits, check_same_order, check_same_trainable, nothing_to_train
+from .setup import (
+    apply_run,
+    check_checkpoint_fits,
+    check_same_order,
+    check_same_trainable,
+    load_checkpoint_state,
+    nothing_to_train,
+    restore_weights,
+)
 from .state import RunPosition, TrainingState
 from .transaction import StepGuard, non_finite_message
 
@@ -69,16 +77,20 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
 
     # 1. Check everything that depends on the input before changing anything.
     eval_source, eval_split = eval_data_from(train_data, eval_data)
-    train_features = prepare_data(session, handler, train_data, cfg, "train" if eval_split else None, "training")
-    eval_features = (prepare_data(session, handler, eval_source, cfg, eval_split, "evaluation")
-                     if eval_source is not None else None)
+    # each file is read once: the tables go to tokenization and, for a new run folder, into its data copy
+    train_table = _table(handler, train_data, "train" if eval_split else None)
+    eval_table = _table(handler, eval_source, eval_split) if eval_source is not None else None
+    train_features = prepare_data(session, handler, train_table, cfg, None, "training")
+    eval_features = (prepare_data(session, handler, eval_table, cfg, None, "evaluation")
+                     if eval_table is not None else None)
     saved = None
     continuing = None  # the run folder this call continues
     if resume is not None and resume is not True and resume is not False and runs_mod.is_run_folder(resume):
         continuing = Path(resume)  # nbtune.resume: the run's newest checkpoint, or its start if it has none
-        found = ckpt_mod.complete_checkpoints(continuing / "checkpoints")
+        found = ckpt_mod.complete_checkpoints(runs_mod.checkpoints_of(continuing))
         resume = found[-1] if found else None
-        cfg = dataclasses.replace(cfg, run_name=continuing.name, checkpoint_dir=str(continuing / "checkpoints"))
+        cfg = dataclasses.replace(cfg, run_name=continuing.name,
+                                  checkpoint_dir=str(runs_mod.checkpoints_of(continuing)))
     if resume is True:
         if state.position is None or state.position.finished:
             raise TrainingError("resume=True continues an interrupted run, and this session has none; "
@@ -107,15 +119,15 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     recorder, new_run = None, False
     if cfg.save_run and accelerator.is_main_process:
         folder, new_run = _run_folder(session, cfg, resume, continuing)
-        cfg = dataclasses.replace(cfg, checkpoint_dir=cfg.checkpoint_dir or str(folder / "checkpoints"))
+        cfg = dataclasses.replace(cfg, checkpoint_dir=cfg.checkpoint_dir or str(runs_mod.checkpoints_of(folder)))
         recorder = runs_mod.RunRecorder(session, folder, cfg.to_dict(), cfg.save_minutes)
-        tables = _tables(train_data, eval_source, eval_split, handler) if new_run else (None, None)
+
 
     # 2. Apply: label names, the checkpoint, optimizer and scheduler; an interrupt waits until all of it is done.
     with deferred_interrupts():
         if recorder is not None:
-            if new_run:
-                recorder.create(*tables)
+            if new_run:  # data only Python can hold (raw_data tasks) is not copied
+                recorder.create(*((None, None) if handler.raw_data else (train_table, eval_table)))
                 notes.extend(recorder.notes)
             state.run_folder = recorder.folder
             callbacks = [recorder, *callbacks]
@@ -144,13 +156,9 @@ def _run_folder(session, cfg: TrainConfig, resume, continuing) -> tuple[Path, bo
     return runs_mod.runs_folder() / runs_mod.new_run_name(session), True
 
 
-def _tables(train_data, eval_source, eval_split, handler):
-    """The training and evaluation tables a new run folder keeps (None for data only Python can hold)."""
-    if handler.raw_data:
-        return None, None
-    train = load_table(train_data, split="train" if eval_split else None)
-    evaluation = load_table(eval_source, split=eval_split) if eval_source is not None else None
-    return train, evaluation
+def _table(handler, data, split):
+    """The data as one table (as given, for tasks that take raw Python data)."""
+    return data if handler.raw_data else load_table(data, split=split)
 
 
 class _Run:
@@ -324,19 +332,9 @@ class _Run:
 
     def _back_to_checkpoint(self) -> int:
         """Weights, optimizer, scheduler, history and position of the run's newest checkpoint."""
-        from pathlib import Path
-
         saved = ckpt_mod.load_checkpoint(Path(self.last_checkpoint))
-        own = dict(self.session.model.named_parameters())
-        copy_tensors(own, saved["weights"])
-        self.state.optimizer.load_state_dict(saved["optimizer"])
-        self.state.scheduler.load_state_dict(saved["scheduler"])
-        self.state.history.rows[:] = saved["state"]["history"]
-        self.state.global_step = saved["state"]["global_step"]
-        for key, value in saved["state"]["position"].items():
-            if hasattr(self.position, key):
-                setattr(self.position, key, value)
-        self.position.rng = saved["rng"]
+        restore_weights(self.session.model, saved)
+        load_checkpoint_state(self.state, self.position, saved)
         return self.state.global_step
 
     def _no_snapshot(self) -> str:
@@ -400,10 +398,6 @@ class _Run:
         from .events import CheckpointSaved
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
-
-    def _checkpoints_of_run_folder(self) -> bool:
-        folder = self.state.run_folder
-        return folder is not None and Path(self.cfg.checkpoint_dir) == Path(folder) / "checkpoints"
 
     def _save_on_early_end(self) -> None:
         """A run cut short (Stop, interrupt, out of memory, non-finite loss, error) leaves a checkpoint of where it
@@ -475,7 +469,8 @@ class _Run:
             if outcome.finished:
                 self.restore_best()
             pos.finished = outcome.finished
-            if pos.finished and cfg.checkpoint_dir and not self._checkpoints_of_run_folder():
+            if pos.finished and cfg.checkpoint_dir and not runs_mod.keeps_own_checkpoints(self.state.run_folder,
+                                                                                           cfg.checkpoint_dir):
                 self.save()  # a run folder's checkpoints are for resuming: a finished run keeps final/ instead
         except KeyboardInterrupt:
             self.optimizer.zero_grad(set_to_none=True)

@@ -19,7 +19,7 @@ from . import checkpoint as ckpt_mod
 from .config import TrainConfig
 from .data import make_loader
 from .evaluation import prepare_data
-from .optim import param_groups
+from .optim import build_optimizer, param_groups
 
 CAVEAT = ("a heuristic: the steepest fall of the loss during a short run with a growing rate. It is usually a good "
           "starting point, not a guarantee; confirm with a short run.")
@@ -93,7 +93,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     was_training = model.training
     factor = (end_lr / start_lr) ** (1 / (steps - 1))
     groups = param_groups(model, cfg)
-    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups], lr=start_lr)
+    optimizer = build_optimizer(groups)  # the training loop's AdamW, a separate instance
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: factor ** i)
     optimizer = accelerator.prepare(optimizer)
     loader = make_loader(features, handler.collator(session, cfg), batch_size, cfg.seed, shuffle=True,

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..architecture import block_lists, embedding_module_names, head_module_names, is_peft_model
+from ..architecture import block_lists, embedding_module_names, head_module_names, is_peft_model, is_under
 from .config import TrainConfig
 
 # Rates that train when the user gives none. Full (or partial) fine-tuning of a pretrained body: the usual 5e-5.
@@ -21,10 +21,6 @@ from .config import TrainConfig
 # where 3e-3 reaches 0.84-0.875 accuracy. Adapters: each method's own default (AdapterMethod.default_lr).
 FULL_FINE_TUNING_LR = 5e-5
 HEAD_ONLY_LR = 3e-3
-
-
-def _under(name: str, prefixes) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def _lr_scale(name: str, lists, embeddings, decay: float | None) -> float:
@@ -35,23 +31,35 @@ def _lr_scale(name: str, lists, embeddings, decay: float | None) -> float:
         if name.startswith(bl.name + "."):
             index = int(name[len(bl.name) + 1:].split(".", 1)[0])
             return decay ** (bl.count - index)
-    if _under(name, embeddings):
+    if is_under(name, embeddings):
         depth = max((bl.count for bl in lists), default=0)
         return decay ** (depth + 1)
     return 1.0
 
 
-def default_lr(model: nn.Module) -> tuple[float, str]:
-    """The learning rate that trains the model's current trainable set, and what it is for (said in the run)."""
+def what_trains(model: nn.Module) -> str:
+    """The trainable set in a word: the active adapter's method ('lora', 'ia3'...), 'head' (the task head
+    alone), 'full' (everything) or 'partial' (some of the body)."""
     if is_peft_model(model):
-        from ..adapters import method_for_peft_type
+        from ..adapters.manager import method_of
 
-        method = method_for_peft_type(model.peft_config[model.active_adapter].peft_type)
-        if method is not None:
-            return method.default_lr, f"the {method.label} default"
+        return method_of(model, model.active_adapter)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     heads = head_module_names(model)
-    if trainable and heads and all(_under(n, heads) for n in trainable):
+    if trainable and heads and all(is_under(n, heads) for n in trainable):
+        return "head"
+    return "full" if len(trainable) == sum(1 for _ in model.parameters()) else "partial"
+
+
+def default_lr(model: nn.Module) -> tuple[float, str]:
+    """The learning rate that trains the model's current trainable set, and what it is for (said in the run)."""
+    from ..adapters import get_method, method_names
+
+    kind = what_trains(model)
+    if kind in method_names():
+        method = get_method(kind)
+        return method.default_lr, f"the {method.label} default"
+    if kind == "head":
         return HEAD_ONLY_LR, "the default for training the head only"
     return FULL_FINE_TUNING_LR, "the default for fine-tuning"
 
@@ -69,7 +77,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        lr = cfg.head_lr if heads and _under(name, heads) else cfg.lr * _lr_scale(name, lists, embeddings, cfg.layer_decay)
+        lr = cfg.head_lr if heads and is_under(name, heads) else cfg.lr * _lr_scale(name, lists, embeddings, cfg.layer_decay)
         wd = 0.0 if param.ndim < 2 else cfg.weight_decay
         group = groups.setdefault((lr, wd), {"params": [], "names": [], "lr": lr, "weight_decay": wd})
         group["params"].append(param)

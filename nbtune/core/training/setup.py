@@ -14,7 +14,7 @@ from ..architecture import canonical_name
 from ..errors import TrainingError
 from ..params import copy_tensors
 from . import checkpoint as ckpt_mod
-from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps, History
+from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps
 from .config import TrainConfig
 from .data import make_loader
 from .fingerprint import difference, fingerprint
@@ -85,16 +85,25 @@ def metric_mode(metric: str, handler) -> str:
     return "min" if metric in LOWER_IS_BETTER or metric.endswith("_loss") else "max"
 
 
-def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict[str, Any]) -> RunPosition:
-    """Optimizer, scheduler, history, step counter and position from a loaded checkpoint (weights are separate)."""
-    position = RunPosition(**{k: v for k, v in saved["state"]["position"].items()
-                              if k in RunPosition.__dataclass_fields__})
+def load_checkpoint_state(state: TrainingState, position: RunPosition, saved: dict[str, Any]) -> None:
+    """Optimizer, scheduler, history, step counter and position from a loaded checkpoint, onto the run's own
+    objects (the weights are ``restore_weights``'s). Used to resume, and to go back after a non-finite loss."""
+    for key, value in saved["state"]["position"].items():
+        if key in RunPosition.__dataclass_fields__:
+            setattr(position, key, value)
     position.rng = saved["rng"]
-    state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
-    state.history = History(saved["state"]["history"])
+    state.history.rows[:] = saved["state"]["history"]
     state.global_step = saved["state"]["global_step"]
+
+
+def restore_checkpoint_state(state: TrainingState, cfg: TrainConfig, saved: dict[str, Any]) -> RunPosition:
+    """A resumed run's position, scheduler and state from a loaded checkpoint (weights are separate)."""
+    fields = saved["state"]["position"]
+    position = RunPosition(fields["config"], fields["total_steps"], fields["steps_per_epoch"])
+    state.scheduler = build_scheduler(state.optimizer, cfg, position.total_steps)
+    load_checkpoint_state(state, position, saved)
     best = saved["state"].get("best")
     state.best = {**best, "weights": saved["best"]} if best and saved.get("best") is not None else None
     return position

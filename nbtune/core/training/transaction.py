@@ -11,8 +11,8 @@ pieces, used together by the loop, keep the session on a completed step whatever
 - ``StepGuard``: a copy of the committed state (trainable tensors, optimizer, scheduler, loss scaler, position,
   history length, callback state) taken before updates. An exception inside the unit, a non-finite loss or
   non-finite weights restore it. The copy is taken every step where that costs at most ``budget`` of the step
-  time and always below ``always_bytes`` (adapters, heads, small models), every few steps otherwise, and not at all beyond ``max_bytes``; the
-  message says which step the session went back to.
+  time and always below ``always_bytes`` (adapters, heads, small models), every few steps otherwise, and not at all
+  beyond ``SNAPSHOT_MAX_BYTES``; the message says which step the session went back to.
 """
 
 from __future__ import annotations
@@ -72,12 +72,12 @@ class StepGuard:
 
     def __init__(self, named_params: dict[str, torch.nn.Parameter], optimizer, scheduler, scaler,
                  read: Callable[[], tuple[int, dict[str, Any], int, dict[str, Any]]],
-                 write: Callable[[Snapshot], None], *, budget: float = 0.01, max_bytes: int | None = None,
+                 write: Callable[[Snapshot], None], *, budget: float = 0.01,
                  always_bytes: int = 32 << 20):
         self.params, self.optimizer, self.scheduler, self.scaler = named_params, optimizer, scheduler, scaler
         self.read, self.write, self.budget, self.always_bytes = read, write, budget, always_bytes
         size = state_bytes(list(named_params.values()), optimizer)
-        self.enabled = size <= (SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes)
+        self.enabled = size <= SNAPSHOT_MAX_BYTES
         self.size = size
         # Large state on an accelerator is copied to host memory: doubling it on the device could itself run out.
         on_accelerator = any(p.device.type != "cpu" for p in named_params.values())
