@@ -513,8 +513,44 @@ def test_auto_precision_uses_bf16_only_where_native(monkeypatch, capability, exp
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert resolve_precision("auto", "cuda:0") == expected
-    assert resolve_precision("auto", "cpu") == "no"
     assert resolve_precision("fp16", "cpu") == "fp16"
+
+
+@pytest.mark.parametrize("native, width, expected", [(True, 384, "bf16"), (True, 128, "bf16"), (True, 64, "no"),
+                                                     (False, 384, "no")])
+def test_auto_precision_on_cpu_uses_bf16_where_the_cpu_has_it_and_the_model_is_wide(monkeypatch, native, width,
+                                                                                       expected):
+    from transformers import BertConfig, BertModel
+
+    from nbtune.core.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    model = BertModel(BertConfig(hidden_size=width, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                                 vocab_size=50))
+    assert precision.resolve_precision("auto", "cpu", model) == expected
+    assert precision.resolve_precision("auto", "cpu") == "no"  # no model: width unknown
+    plain = torch.nn.Sequential(torch.nn.Linear(width, 4), torch.nn.Linear(width, 4), torch.nn.Linear(4, 2))
+    assert precision.resolve_precision("auto", "cpu", plain) == expected  # the median Linear input width
+
+
+def test_cpu_bf16_is_chosen_per_run_and_computes_in_bf16(bert):
+    """accelerate fixes mixed precision per process; on CPU nbtune applies bf16 per run, so a notebook can train
+    one run in bf16 and the next in fp32 without a restart, and each really computes in its dtype."""
+    seen = []
+    handle = bert.model.bert.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype))
+    lines = []
+    bert.train(toy_rows(16), callbacks=[lambda e, c: lines.append(getattr(e, "precision", None))],
+               **fast(epochs=1, precision="bf16"))
+    assert set(seen) == {torch.bfloat16} and "bf16 mixed precision" in lines
+    assert all(p.dtype == torch.float32 for p in bert.model.parameters())  # fp32 master weights
+    seen.clear()
+    bert.train(toy_rows(16), **fast(epochs=1, precision="no"))
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    bert.evaluate(toy_rows(16))  # evaluation uses the last run's precision
+    assert set(seen) == {torch.float32}
+    handle.remove()
 
 
 def test_finished_runs_leave_no_optimizer_alive_in_accelerate(bert):
@@ -555,11 +591,11 @@ def test_an_error_inside_a_run_still_ends_it_for_every_view(bert):
 def test_a_failed_plan_changes_nothing(bert):
     from nbtune.core.training.runtime import get_accelerator
 
-    get_accelerator("no")  # this process trains in fp32; bf16 cannot be switched to without a restart
+    get_accelerator("no")  # this process trains in fp32; fp16 cannot be switched to without a restart
     before = dict(bert.model.config.id2label)
     rows = [{"sentence": r["sentence"], "label": ["neg", "pos"][r["label"]]} for r in toy_rows(16)]
     with pytest.raises(TrainConfigError, match="precision"):
-        bert.train(rows, precision="bf16", **fast(epochs=1))
+        bert.train(rows, precision="fp16", **fast(epochs=1))
     assert bert.model.config.id2label == before and bert.history.rows == [] and bert.training.position is None
 
 

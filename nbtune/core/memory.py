@@ -149,7 +149,7 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     first = next(iter(index.params.values()), None)
     param_dtype = first.dtype if first is not None else torch.float32
     if compute_dtype is None:
-        compute_dtype = dtype_for(resolve_precision(precision), param_dtype)
+        compute_dtype = dtype_for(resolve_precision(precision, model=model), param_dtype)  # where training runs
     dtype_name = str(compute_dtype).replace("torch.", "")
     act_bytes = _DTYPE_BYTES.get(dtype_name, 4)
     mixed = act_bytes < (first.element_size() if first is not None else 4)

@@ -7,6 +7,8 @@ import torch
 from ..errors import DataError
 from .config import TrainConfig
 from .data import Features, load_table, make_loader
+from .precision import autocast
+from .runtime import eval_precision
 
 
 def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
@@ -14,6 +16,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
     loader = make_loader(features, handler.eval_collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
                          cfg.seed, shuffle=False, group_by_length=False)
     model = session.model
+    precision = eval_precision(session, accelerator)
     was_training = model.training
     session.eval_mode()
     store: dict[str, list] = {}
@@ -22,7 +25,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
         with torch.no_grad():
             for batch in loader:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                with accelerator.autocast():
+                with autocast(accelerator, precision):
                     outputs = handler.forward(model, batch)
                 n = handler.batch_size_of(batch)
                 if outputs.loss is not None:

@@ -30,6 +30,7 @@ from .evaluation import eval_data_from, evaluate_features, prepare_data
 from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from .fingerprint import fingerprint
 from .optim import default_lr
+from .precision import autocast, describe_precision
 from .result import RunResult
 from .runtime import get_accelerator
 from .setup import (
@@ -110,7 +111,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         rate, why = default_lr(session.model)
         cfg = dataclasses.replace(cfg, lr=rate)
         notes.append(f"learning rate {rate:g} ({why}; pass lr=... to choose)")
-    accelerator = get_accelerator(cfg.precision)  # a precision this process cannot switch to fails here
+    # a precision this process cannot switch to fails here
+    accelerator, precision = get_accelerator(cfg.precision, session.model)
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
         raise nothing_to_train()
     if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
@@ -131,6 +133,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
                 notes.extend(recorder.notes)
             state.run_folder = recorder.folder
             callbacks = [recorder, *callbacks]
+        state.precision = precision
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
@@ -209,7 +212,7 @@ class _Run:
         for batch in batches:
             for chunk in _split(batch, self.position.splits):
                 chunk = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in chunk.items()}
-                with self.accelerator.autocast():
+                with autocast(self.accelerator, self.state.precision):
                     outputs = self.handler.forward(self.model, chunk)
                 loss = outputs.loss
                 weight = self.handler.batch_size_of(chunk) / n_examples
@@ -456,7 +459,7 @@ class _Run:
             self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
                                  len(self.loader.dataset), sum(p.numel() for p in self.params),
                                  sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
-                                 self.accelerator.mixed_precision, cfg.to_dict(), tuple(self.state.history.rows)))
+                                 describe_precision(self.state.precision), cfg.to_dict(), tuple(self.state.history.rows)))
             self.session.train_mode()
             self._steps()
             if self.control.should_stop:

@@ -69,6 +69,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
             columns: dict[str, str] | None = None) -> LRFindResult:
     """Run the range test on ``data`` for ``session``'s trainable set; see the module docstring."""
     from ..tasks.handlers import handler_for
+    from .precision import autocast
     from .runtime import get_accelerator
 
     session.require_weights("lr_find")
@@ -84,7 +85,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
                       else seed, columns=dict(columns or {}), max_grad_norm=None)
     handler = handler_for(session)
     features = prepare_data(session, handler, data, cfg, None, "lr_find")
-    accelerator = get_accelerator("auto")
+    accelerator, precision = get_accelerator("auto", model)
 
     # What the test changes, kept to be put back exactly.
     weights = {n: p.detach().clone() for n, p in trainable.items()}
@@ -105,7 +106,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
         for i, batch in zip(range(steps), cycle(loader)):
             lr = optimizer.param_groups[0]["lr"]
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.autocast():
+            with autocast(accelerator, precision):
                 loss = handler.forward(model, batch).loss
             accelerator.backward(loss)
             optimizer.step()

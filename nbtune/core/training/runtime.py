@@ -14,29 +14,34 @@ from .precision import resolve_precision
 _ACCELERATOR = None
 
 
-def get_accelerator(precision: str):
-    """One Accelerator per process: accelerate fixes mixed precision for the life of the kernel."""
+def get_accelerator(precision: str, model=None):
+    """This process's Accelerator and the precision a run of ``model`` uses (resolved: "no", "bf16" or "fp16").
+
+    One Accelerator per process: accelerate fixes mixed precision for the life of the kernel. CPU bf16 is the
+    exception, applied per run (``precision.autocast``), so the Accelerator of a CPU process stays fp32 for it.
+    """
     global _ACCELERATOR
     from accelerate import Accelerator, DataLoaderConfiguration
 
-    if precision == "auto":
-        if _ACCELERATOR is not None:
-            return _ACCELERATOR
-        precision = resolve_precision("auto")
+    cuda = torch.cuda.is_available()
+    if precision == "auto" and _ACCELERATOR is not None and (cuda or _ACCELERATOR.mixed_precision != "no"):
+        return _ACCELERATOR, _ACCELERATOR.mixed_precision
+    resolved = resolve_precision(precision, model=model)
+    process_precision = "no" if not cuda and resolved == "bf16" else resolved
     if _ACCELERATOR is None:
         # split_batches: with N processes each takes 1/N of every batch, so the global batch is the recipe's
         # batch_size whatever N is. cpu=True on CPU-only machines lets a gloo launch (torchrun,
         # notebook_launcher) be seen as multi-process.
         # device_placement=False: nbtune moves the model and each micro-batch itself, so batch statistics (token
         # counts) are read on the host without a device sync.
-        _ACCELERATOR = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), device_placement=False,
+        _ACCELERATOR = Accelerator(mixed_precision=process_precision, cpu=not cuda, device_placement=False,
                                    dataloader_config=DataLoaderConfiguration(split_batches=True))
-    elif _ACCELERATOR.mixed_precision != precision:
+    elif _ACCELERATOR.mixed_precision != process_precision:
         raise TrainConfigError(
             f"This kernel already trains with precision={_ACCELERATOR.mixed_precision!r} (accelerate fixes it per "
             f"process). Restart the kernel to use {precision!r}, or pass precision='auto'."
         )
-    return _ACCELERATOR
+    return _ACCELERATOR, resolved
 
 
 class _LocalRuntime:
@@ -64,3 +69,11 @@ def eval_runtime(session):
     if accelerator is not None and accelerator.device.type == device.type:
         return accelerator
     return _LocalRuntime(device)  # never trained, or moved to another device since
+
+
+def eval_precision(session, runtime) -> str:
+    """The precision evaluation uses on ``runtime``: the session's last run's, else what ``"auto"`` gives its model
+    on this device (CPU bf16 where it pays; a GPU without a training run evaluates in the model's dtype)."""
+    if runtime is session.training.accelerator:
+        return session.training.precision
+    return resolve_precision("auto", runtime.device, session.model) if runtime.device.type == "cpu" else "no"

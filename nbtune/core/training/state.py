@@ -41,3 +41,4 @@ class TrainingState:
     best: dict[str, Any] | None = None  # early stopping: {"step", "metrics", "weights"} of the best evaluation
     run_folder: Any = None  # the folder of the run in progress (nbtune.core.runs)
     accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
+    precision: str = "no"  # the resolved precision of its last run ("no", "bf16", "fp16"): evaluation uses it too
