@@ -377,22 +377,24 @@ class Session:
 
         return lr_find(self, data, **settings)
 
-    def evaluate(self, data: Any, batch_size: int = 32, max_length: int | None = 256,
+    def evaluate(self, data: Any, batch_size: int | None = None, max_length: int | None = 256,
                  columns: dict[str, str] | None = None) -> dict[str, float]:
-        """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training."""
+        """Loss and the task's metrics on ``data`` (accuracy/F1, MSE/Pearson/Spearman, perplexity), also before training.
+
+        Batches are length-sorted; ``batch_size`` defaults to 64 (32 for language-model tasks, whose logits span the
+        vocabulary)."""
         from .tasks.handlers import handler_for
         from .training.config import TrainConfig
         from .training.evaluation import evaluate_features, prepare_data
         from .training.runtime import eval_runtime
 
         self.require_weights("evaluate")
-        cfg = TrainConfig(batch_size=batch_size, eval_batch_size=batch_size, max_length=max_length,
-                          columns=dict(columns or {}))
+        cfg = TrainConfig(eval_batch_size=batch_size, max_length=max_length, columns=dict(columns or {}))
         handler = handler_for(self)
         features = prepare_data(self, handler, data, cfg, None, "evaluation")
         return evaluate_features(self, handler, features, cfg, eval_runtime(self))
 
-    def predict(self, inputs: Any, batch_size: int = 32, max_length: int | None = 256) -> list[dict[str, Any]]:
+    def predict(self, inputs: Any, batch_size: int = 64, max_length: int | None = 256) -> list[dict[str, Any]]:
         """The task's predictions, one dict per input: label and scores for classification (texts or
         (text, text_pair) tuples), a tag per word for token classification (a sentence or a list of words),
         generated text for language-model tasks."""

@@ -1,7 +1,8 @@
 """The live training dashboard: progress, loss plot, learning rate, metrics, and a Stop button that works.
 
 It is only a listener of the training loop's events. Everything is core ipywidgets updated in place (no
-custom widget manager, no ``clear_output``); the plot redraws at most twice a second. When the run ends,
+custom widget manager, no ``clear_output``); the plot redraws at most twice a second, and never takes more than
+``DRAW_SHARE`` of the run's time. When the run ends,
 the live widget is replaced through its display handle by a static PNG + HTML summary, so a saved or
 executed notebook still shows the curves without a kernel. Outside a kernel it prints text lines.
 """
@@ -17,6 +18,9 @@ from ..core.training.events import Control, EvalEnded, FitEnded, FitStarted, Out
 from ..render.format import esc, html_table
 from .env import clicks_while_busy, kernel_shell
 from .plot import LossPlot
+
+# the share of a run's wall time the live plot may take (bench/step_overhead.py measures the whole per-step cost)
+DRAW_SHARE = 0.02
 
 
 def _eta(seconds: float) -> str:
@@ -47,6 +51,7 @@ class TrainingDashboard:
         self.metrics: dict[str, float] = {}
         self.redraws = 0
         self._last_draw = self._last_poll = 0.0
+        self._draw_seconds = 0.0  # how long the last redraw took
         self._pump_cm = None
         self._pump = lambda: None
         self._started = 0.0
@@ -137,10 +142,13 @@ class TrainingDashboard:
         if self._text_mode or not self.widgets:
             return
         now = time.monotonic()
-        if not force and now - self._last_draw < self.redraw_every:
+        # A redraw (matplotlib to PNG) costs ~0.1 s on a small CPU: spaced so drawing takes at most DRAW_SHARE of
+        # the run's time, i.e. at most every redraw_every seconds, less often when a redraw is slow.
+        if not force and now - self._last_draw < max(self.redraw_every, self._draw_seconds / DRAW_SHARE):
             return
-        self._last_draw = now
         self.widgets["plot"].value = self.plot.png(self.rows)
+        self._last_draw = time.monotonic()
+        self._draw_seconds = self._last_draw - now
         self.redraws += 1
         if self.metrics:
             self.widgets["metrics"].value = html_table(["metric", "value"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -23,6 +23,8 @@ class TaskHandler:
     labelled = False  # takes num_labels / label names; its head is sized to them
     new_head = False  # the head is new for the task: trained and saved along with any adapter
     peft_task_type: str | None = None  # peft's TaskType, where peft has one
+    # default evaluation batch = training batch x this: no activations are kept for backward, so it fits
+    eval_batch_factor = 4
     columns: dict[str, tuple[str, ...]] = {}  # role -> accepted column names, first found wins
     main_metric = "loss"
     greater_is_better = False
@@ -103,6 +105,7 @@ class TokenLossTask(TaskHandler):
 
     shifted = False
     report_perplexity = True
+    eval_batch_factor = 2  # a vocabulary-wide logits tensor per token dominates evaluation memory
 
     def collect(self, outputs, batch, store) -> None:
         labels = batch["labels"][:, 1:] if self.shifted else batch["labels"]
@@ -115,6 +118,20 @@ class TokenLossTask(TaskHandler):
 
         mean = sum(store.get("token_loss", [])) / (sum(store.get("tokens", [])) or 1)
         return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))} if self.report_perplexity else {"loss": mean}
+
+
+def in_length_order(items: list, length: Callable[[Any], int], batch_size: int,
+                    run: Callable[[list], list]) -> list:
+    """``run`` over batches of ``items`` taken longest first (little padding), in inference mode; the results come
+    back in input order. ``length`` is a cheap proxy (characters, words): only the grouping depends on it."""
+    order = sorted(range(len(items)), key=lambda i: -length(items[i]))
+    out: list = [None] * len(items)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            for index, result in zip(chosen, run([items[i] for i in chosen])):
+                out[index] = result
+    return out
 
 
 def require_tokenizer(session, task: str) -> Any:

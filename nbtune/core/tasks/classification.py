@@ -9,7 +9,7 @@ import torch
 
 from ..training.data import DataError, Features
 from . import has_default_names
-from .base import TaskHandler, require_tokenizer, texts_of
+from .base import TaskHandler, in_length_order, require_tokenizer, texts_of
 from .registry import register_task
 
 TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
@@ -149,16 +149,14 @@ class ClassificationTask(TaskHandler):
         """Label and scores per text, or per (text, text_pair) tuple."""
         tok = require_tokenizer(session, self.name)
         device = next(session.model.parameters()).device
-        out: list[dict[str, Any]] = []
-        with torch.no_grad():
-            for i in range(0, len(items), batch_size):
-                chunk = items[i:i + batch_size]
-                first = [c[0] if isinstance(c, tuple) else c for c in chunk]
-                second = [c[1] for c in chunk] if all(isinstance(c, tuple) for c in chunk) else None
-                enc = tok(first, second, padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt").to(device)
-                out.extend(self.predict_rows(session, session.model(**enc).logits))
-        return out
+
+        def run(chunk: list) -> list[dict[str, Any]]:
+            first = [c[0] if isinstance(c, tuple) else c for c in chunk]
+            second = [c[1] for c in chunk] if all(isinstance(c, tuple) for c in chunk) else None
+            enc = tok(first, second, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            return self.predict_rows(session, session.model(**enc.to(device)).logits)
+
+        return in_length_order(items, lambda c: sum(map(len, c)) if isinstance(c, tuple) else len(c), batch_size, run)
 
     def predict_rows(self, session, logits: torch.Tensor) -> list[dict[str, Any]]:
         if self.regression:

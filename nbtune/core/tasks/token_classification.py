@@ -8,7 +8,7 @@ import numpy as np
 
 from ..training.data import DataError, Features
 from . import has_default_names
-from .base import TaskHandler, require_tokenizer
+from .base import TaskHandler, in_length_order, require_tokenizer
 from .registry import register_task
 
 TOKENS = ("tokens", "words")
@@ -102,27 +102,26 @@ class TokenClassificationTask(TaskHandler):
 
     def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
         """A tag per word: each item is a sentence (split on whitespace) or a list of words."""
-        import torch
-
         tok = require_tokenizer(session, self.name)
         names = session.model.config.id2label
         words = [x.split() if isinstance(x, str) else list(x) for x in items]
         device = next(session.model.parameters()).device
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(words), batch_size):
-                chunk = words[i:i + batch_size]
-                enc = tok(chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt")
-                best = session.model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu()
-                for j, row in enumerate(chunk):
-                    tags, seen = [None] * len(row), set()
-                    for position, word in enumerate(enc.word_ids(j)):
-                        if word is not None and word not in seen:  # the first sub-token speaks for the word
-                            seen.add(word)
-                            tags[word] = names.get(int(best[j, position]), str(int(best[j, position])))
-                    out.append({"words": row, "tags": tags})  # None: a word cut off by max_length
-        return out
+
+        def run(chunk: list[list[str]]) -> list[dict[str, Any]]:
+            enc = tok(chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
+                      return_tensors="pt")
+            best = session.model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu()
+            out = []
+            for j, row in enumerate(chunk):
+                tags, seen = [None] * len(row), set()
+                for position, word in enumerate(enc.word_ids(j)):
+                    if word is not None and word not in seen:  # the first sub-token speaks for the word
+                        seen.add(word)
+                        tags[word] = names.get(int(best[j, position]), str(int(best[j, position])))
+                out.append({"words": row, "tags": tags})  # None: a word cut off by max_length
+            return out
+
+        return in_length_order(words, lambda row: sum(map(len, row)) + len(row), batch_size, run)
 
     def apply(self, session, features: Features) -> None:
         names = features.label_names

@@ -58,6 +58,9 @@ class TrainConfig:
     max_new_tokens: int = 64  # generation length during evaluation
     mlm_probability: float = 0.15  # masked LM: share of tokens masked
     group_by_length: bool = True
+    # token-aware batching: each batch takes as many examples as fit this many padded tokens (batch_size is then
+    # not used); for data of very mixed lengths. See nbtune.core.training.batching.
+    max_tokens_per_batch: int | None = None
     seed: int = 42
     precision: str = "auto"
     eval_every: int | None = None  # optimizer steps between evaluations; None: at the end of each epoch
@@ -96,6 +99,8 @@ class TrainConfig:
         check(self.early_stopping is None or self.early_stopping >= 1, f"early_stopping must be >= 1; got {self.early_stopping}.")
         check(0 < self.mlm_probability < 1, f"mlm_probability must be in (0, 1); got {self.mlm_probability}.")
         check(self.stride >= 0, f"stride must be >= 0; got {self.stride}.")
+        check(self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 1,
+              f"max_tokens_per_batch must be a positive number of tokens; got {self.max_tokens_per_batch}.")
         check(self.save_minutes > 0, f"save_minutes must be > 0; got {self.save_minutes}.")
 
     @classmethod
@@ -115,4 +120,4 @@ class TrainConfig:
         return asdict(self)
 
     # Settings that decide the data order and step count: a resumed run must use the same.
-    ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "epochs", "max_steps")
+    ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "max_tokens_per_batch", "epochs", "max_steps")

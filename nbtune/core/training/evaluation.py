@@ -5,16 +5,23 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
+from .batching import make_loader
 from .config import TrainConfig
-from .data import Features, load_table, make_loader
+from .data import Features, load_table
 from .precision import autocast
 from .runtime import eval_precision
 
 
 def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
-    """Loss and the task's metrics over ``features``, in eval mode, without gradients."""
-    loader = make_loader(features, handler.eval_collator(session, cfg), cfg.eval_batch_size or cfg.batch_size * 2,
-                         cfg.seed, shuffle=False, group_by_length=False)
+    """Loss and the task's metrics over ``features``, in eval and inference mode.
+
+    Batches go longest first in length order, so padding is near zero; what the task collects per example is put
+    back in input order before its metrics see it (extractive QA maps windows to examples by position).
+    """
+    batch_size = cfg.eval_batch_size or cfg.batch_size * handler.eval_batch_factor
+    loader = make_loader(features, handler.eval_collator(session, cfg), batch_size, cfg.seed, shuffle=False,
+                         group_by_length=True)
+    order = loader.batch_sampler.order()
     model = session.model
     precision = eval_precision(session, accelerator)
     was_training = model.training
@@ -22,7 +29,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
     store: dict[str, list] = {}
     loss_sum, count = 0.0, 0
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for batch in loader:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 with autocast(accelerator, precision):
@@ -32,6 +39,7 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
                     loss_sum += float(outputs.loss) * n
                     count += n
                 handler.collect(outputs, batch, store)
+        in_input_order(store, order)
         metrics = handler.metrics(store, loss_sum / count if count else float("nan"), features)
         if cfg.eval_generate:
             metrics.update(handler.generation_metrics(session, features, cfg))
@@ -39,6 +47,15 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
         if was_training:
             session.train_mode()
     return metrics
+
+
+def in_input_order(store: dict[str, list], order: list[int]) -> None:
+    """Put back in input order the lists that hold one entry per example (collected in ``order``). Other lists hold
+    per-batch values (a batch's logits and labels together, token-loss sums) whose metrics do not depend on order."""
+    position = {index: k for k, index in enumerate(order)}
+    for key, values in store.items():
+        if len(values) == len(order):
+            store[key] = [values[position[i]] for i in range(len(order))]
 
 
 def prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:

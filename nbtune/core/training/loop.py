@@ -115,6 +115,9 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     accelerator, precision = get_accelerator(cfg.precision, session.model)
     if saved is None and not any(p.requires_grad for p in session.model.parameters()):
         raise nothing_to_train()
+    if accelerator.num_processes > 1 and cfg.max_tokens_per_batch:
+        raise TrainingError("max_tokens_per_batch makes batches of varying size, which accelerate cannot split evenly "
+                            "over processes; use batch_size with group_by_length=True for multi-process runs.")
     if accelerator.num_processes > 1 and cfg.batch_size % accelerator.num_processes:
         raise TrainingError(f"batch_size={cfg.batch_size} does not split evenly over {accelerator.num_processes} "
                             "processes; use a multiple of the process count.")

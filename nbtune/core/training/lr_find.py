@@ -16,8 +16,8 @@ import torch
 
 from ..errors import TrainingError
 from . import checkpoint as ckpt_mod
+from .batching import make_loader
 from .config import TrainConfig
-from .data import make_loader
 from .evaluation import prepare_data
 from .optim import build_optimizer, param_groups
 

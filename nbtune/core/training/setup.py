@@ -14,9 +14,9 @@ from ..architecture import canonical_name
 from ..errors import TrainingError
 from ..params import copy_tensors
 from . import checkpoint as ckpt_mod
+from .batching import make_loader
 from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps
 from .config import TrainConfig
-from .data import make_loader
 from .fingerprint import difference, fingerprint
 from .optim import build_optimizer, build_scheduler, param_groups, signature
 from .state import RunPosition, TrainingState
@@ -39,7 +39,7 @@ def apply_run(session, handler, cfg, accelerator, train_features, eval_features,
         state.optimizer = build_optimizer(groups)
         state.optimizer_signature = signature(groups)
     loader = make_loader(train_features, handler.collator(session, cfg), cfg.batch_size, cfg.seed, shuffle=True,
-                         group_by_length=cfg.group_by_length)
+                         group_by_length=cfg.group_by_length, max_tokens=cfg.max_tokens_per_batch)
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     if saved is not None:
         position = restore_checkpoint_state(state, cfg, saved)
