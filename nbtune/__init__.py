@@ -7,45 +7,19 @@
 
 import sys
 
-from .core import (
-    AdapterError,
-    AdapterInfo,
-    CallbackError,
-    CheckpointError,
-    DataError,
-    FreezeReport,
-    HeadChange,
-    HeadError,
-    LayerTree,
-    LoraTargets,
-    MagicUsageError,
-    MemoryEstimate,
-    MetaModelError,
-    ModelLoadError,
-    ModelSource,
-    ModuleInfo,
-    NbtuneError,
-    OutOfMemoryError,
-    ParamCounts,
-    RecipeError,
-    SaveError,
-    SaveReport,
-    Selection,
-    SelectorError,
-    Session,
-    Summary,
-    TaskError,
-    TrainConfigError,
-    TrainingError,
-    load,
-)
-from .core.compare import compare, race, runs
-from .core.defaults import default_model_path
-from .core.recipe import RecipeResult
-from .core.recipe import run_recipe as finetune
-from .core.runs import resume, runs_folder, set_runs_folder
+from ._lazy import lazy_attributes
+from .core import LAZY_NAMES as CORE_NAMES
 from .core.training.progress import register_view
 from .core.version import __version__
+
+LAZY_NAMES = {
+    **{name: ".core" for name in CORE_NAMES},
+    "compare": ".core.compare", "race": ".core.compare", "runs": ".core.compare",
+    "default_model_path": ".core.defaults", "RecipeResult": ".core.recipe", "finetune": ".core.recipe:run_recipe",
+    "resume": ".core.runs", "runs_folder": ".core.runs", "set_runs_folder": ".core.runs",
+}
+# `import nbtune` imports neither torch nor transformers: each name loads what it needs when first used.
+__getattr__, __dir__ = lazy_attributes(__name__, LAZY_NAMES, globals())
 
 
 def _notebook_dashboard(title: str):

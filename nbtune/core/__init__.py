@@ -4,34 +4,20 @@ Never imports IPython, ipywidgets or matplotlib, nor the package's notebook laye
 notebook faces are thin layers over this package's public API.
 """
 
-from .adapters import AdapterInfo, LoraTargets
-from .errors import (
-    AdapterError,
-    CallbackError,
-    CheckpointError,
-    DataError,
-    HeadError,
-    MagicUsageError,
-    MetaModelError,
-    ModelLoadError,
-    NbtuneError,
-    OutOfMemoryError,
-    RecipeError,
-    SaveError,
-    SelectorError,
-    TaskError,
-    TrainConfigError,
-    TrainingError,
-)
-from .freeze import FreezeReport, Selection
-from .heads import HeadChange
-from .inspect import LayerTree, ModuleInfo
-from .loading import ModelSource, load
-from .memory import MemoryEstimate
-from .params import ParamCounts
-from .persist import SaveReport
-from .session import Session
-from .summary import Summary
+from .._lazy import lazy_attributes
+
+_ERRORS = ("AdapterError", "CallbackError", "CheckpointError", "DataError", "HeadError", "MagicUsageError",
+           "MetaModelError", "ModelLoadError", "NbtuneError", "OutOfMemoryError", "RecipeError", "SaveError",
+           "SelectorError", "TaskError", "TrainConfigError", "TrainingError")
+LAZY_NAMES = {
+    **{name: ".errors" for name in _ERRORS},
+    "AdapterInfo": ".adapters", "LoraTargets": ".adapters", "FreezeReport": ".freeze", "Selection": ".freeze",
+    "HeadChange": ".heads", "LayerTree": ".inspect", "ModuleInfo": ".inspect", "ModelSource": ".loading",
+    "load": ".loading", "MemoryEstimate": ".memory", "ParamCounts": ".params", "SaveReport": ".persist",
+    "Session": ".session", "Summary": ".summary",
+}
+# torch and transformers load with the first name that needs them (nbtune/_lazy.py)
+__getattr__, __dir__ = lazy_attributes(__name__, LAZY_NAMES, globals())
 
 __all__ = [
     "AdapterError",

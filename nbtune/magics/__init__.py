@@ -23,9 +23,12 @@ def _complete(magics):
             targets = [f.name for f in spec.fields if f.kind == "targets"]
             out = [f"{key}=" for key in spec.accepted_keys if key not in targets]
             return out + (["targets=qkv", "targets=all-linear"] if targets else [])
-        if words[1] == "train":
-            return ["eval=", "epochs=", "lr=", "batch_size=", "grad_accum=", "warmup=", "max_length=",
-                    "checkpoint_dir=", "save_every=", "resume="]
+        if words[1] == "train":  # every training setting, from TrainConfig itself
+            from dataclasses import fields
+
+            from ..core.training.config import TrainConfig
+
+            return ["eval=", "resume="] + [f"{f.name}=" for f in fields(TrainConfig) if f.name != "columns"]
         return []
 
     return complete

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
@@ -11,13 +11,15 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, Float, Int
 
-from ..core.adapters import get_method, method_names
 from ..core.errors import NbtuneError
-from ..core.loading import load
 from ..core.recipe import RecipeResult, run_recipe
-from ..core.session import Session
 from ..core.training.config import TrainConfig
 from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
+
+if TYPE_CHECKING:
+    from ..core.session import Session
+
+# The model side (torch, transformers, peft) is imported by the first command that needs it, so %load_ext is quick.
 
 COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze", "head", "targets", "adapters",
             "summary", "train", "eval", "save", "export", "runs", "resume", "lr_find", "help")
@@ -25,12 +27,17 @@ COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze"
 
 def subcommands() -> tuple[str, ...]:
     """Every ``%nbtune`` subcommand: the fixed ones and one per registered adapter method (lora, vera, ...)."""
+    from ..core.adapters import method_names
+
     return COMMANDS + tuple(method_names())
 
 
-# load()'s own keywords (read from its signature, so a new one is usable at once), plus the session's name
-LOAD_OPTIONS = [p.name for p in inspect.signature(load).parameters.values()
-                if p.name != "source" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + ["name"]
+def load_options() -> list[str]:
+    """load()'s own keywords (read from its signature, so a new one is usable at once), plus the session's name."""
+    from ..core.loading import load
+
+    return [p.name for p in inspect.signature(load).parameters.values()
+            if p.name != "source" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + ["name"]
 
 
 @magics_class
@@ -141,10 +148,12 @@ class NbtuneMagics(Magics):
         positional, opts = self._settings(rest)
         if len(positional) != 1:
             raise MagicUsageError("%nbtune load takes one model: a folder, a hub id, a .gguf file or $variable.")
-        check_keys(opts, LOAD_OPTIONS, "load")
+        check_keys(opts, load_options(), "load")
         name = opts.pop("name", target)
         if isinstance(opts.get("labels"), str):
             opts["labels"] = [x.strip() for x in opts["labels"].split(",")]
+        from ..core.loading import load
+
         session = load(resolve_ref(positional[0], self.shell.user_ns), **opts)
         name = self.register(session, name)
         print(f"session {name!r}: {session.name} ({session.task}), now current")
@@ -223,6 +232,8 @@ class NbtuneMagics(Magics):
 
     def _adapter(self, method: str, target, rest):
         """``%nbtune METHOD key=value ...``: Session.add_adapter with the method's registered settings."""
+        from ..core.adapters import get_method
+
         s = self.session(target)
         _, opts = self._settings(rest)
         check_keys(opts, list(get_method(method).accepted_keys), method)

@@ -4,8 +4,10 @@ Everything here only renders or forwards clicks to public ``Session`` methods; n
 lives in this package.
 """
 
-from .adapter_panel import AdapterPanel
-from .dashboard import TrainingDashboard
-from .layer_widget import LayerFreezer
+from .._lazy import lazy_attributes
+
+LAZY_NAMES = {"AdapterPanel": ".adapter_panel", "TrainingDashboard": ".dashboard", "LayerFreezer": ".layer_widget"}
+# ipywidgets, matplotlib and torch load with the view that needs them (nbtune/_lazy.py)
+__getattr__, __dir__ = lazy_attributes(__name__, LAZY_NAMES, globals())
 
 __all__ = ["AdapterPanel", "LayerFreezer", "TrainingDashboard"]

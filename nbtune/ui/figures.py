@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from .plot import smoothed
+
+def _figure(width: float, height: float) -> Figure:
+    """A matplotlib figure (imported here, when a result is first displayed, not when the formatters register)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=96)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def png_tag(figure: Figure, alt: str) -> str:
-    FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     data = base64.b64encode(buffer.getvalue()).decode()
@@ -27,7 +34,7 @@ def png_tag(figure: Figure, alt: str) -> str:
 def lr_find_html(result) -> str:
     from ..render.lr_find import lr_find_html as html
 
-    figure = Figure(figsize=(5.5, 3.0), dpi=96)
+    figure = _figure(5.5, 3.0)
     ax = figure.add_subplot(1, 1, 1)
     if result.lrs:
         ax.plot(result.lrs, result.losses, color="#9ecae1", linewidth=1, label="loss")
@@ -44,10 +51,11 @@ def lr_find_html(result) -> str:
 def comparison_html(comparison) -> str:
     """The comparison's tables with the runs' smoothed training losses and evaluation curves overlaid."""
     from ..render.runs import comparison_html as html
+    from .plot import smoothed
 
     metric = next((k for r in comparison.runs for row in r.rows for k in row
                    if k.startswith("eval_") and k != "eval_loss"), "eval_loss")
-    figure = Figure(figsize=(9.0, 3.0), dpi=96)
+    figure = _figure(9.0, 3.0)
     loss_ax, eval_ax = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     for run in comparison.runs:
         steps = [r["step"] for r in run.rows if r.get("loss") is not None]
