@@ -18,6 +18,7 @@ metric and evaluation examples/s. ``startup`` times ``import nbtune`` and ``%loa
     python bench/speed.py                       # everything, 3 rounds; table + JSON to bench/results/
     python bench/speed.py --workloads sst2 --rounds 1
     python bench/speed.py --only sst2/nbtune    # one run, JSON on stdout
+    BENCH_SST2_TRAIN=200 BENCH_GSM8K_TRAIN=8 python bench/speed.py --rounds 1 --out /tmp/x.json   # a quick check
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "speed_cpu_2core.json"
 SEED = 42
-SST2_TRAIN, SST2_BATCH, SST2_LR = 1000, 32, 5e-5
-GSM8K_TRAIN, GSM8K_EVAL, GSM8K_BATCH, GSM8K_LR, GSM8K_MAX_LEN = 64, 32, 8, 2e-4, 320
+# The issue that asked for this benchmark measured 1,000 sentences; at 31 steps no run gets past chance on the dev
+# set, so accuracies could not be compared. 4,000 (125 steps) reach ~0.8.
+SST2_TRAIN = int(os.environ.get("BENCH_SST2_TRAIN", 4000))
+SST2_BATCH, SST2_LR = 32, 5e-5
+GSM8K_TRAIN = int(os.environ.get("BENCH_GSM8K_TRAIN", 48))
+GSM8K_EVAL, GSM8K_BATCH, GSM8K_LR, GSM8K_MAX_LEN = 24, 8, 2e-4, 320
 RUNS = ("hand", "trainer", "trainer-bf16", "nbtune")
 WORKLOADS = ("sst2", "gsm8k")
 

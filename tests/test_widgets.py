@@ -126,6 +126,35 @@ def test_dashboard_stop_and_static_output(bert, monkeypatch):
     assert dash.redraws <= 2 + 2 * run.seconds + 2  # throttled: about two redraws a second at most
 
 
+def test_live_redraws_keep_within_their_share_of_the_run(bert, monkeypatch):
+    """A redraw costs ~0.1 s on a small CPU; live ones may take at most DRAW_SHARE of the run at any moment."""
+    import time
+
+    import nbtune.ui.dashboard as dash_mod
+
+    monkeypatch.setattr(dash_mod, "kernel_shell", lambda: object())
+    dash = TrainingDashboard(title="budget", redraw_every=0.0)
+    drawn = []
+    real_png = dash.plot.png
+
+    def slow_png(rows, title="", fitted=True):
+        start = time.perf_counter()
+        time.sleep(0.05)
+        out = real_png(rows, title, fitted)
+        drawn.append(time.perf_counter() - start)
+        return out
+
+    dash.plot.png = slow_png
+    def slow_step(event, control):  # steps of a real model's length: the run lasts ~8 s
+        if isinstance(event, StepEnded):
+            time.sleep(0.06)
+
+    run = bert.train(toy_rows(256), callbacks=[slow_step, dash], epochs=2, batch_size=4, log=False)
+    live = sum(drawn) - drawn[-1]  # the last one is the static picture, drawn after the run
+    assert live <= dash_mod.DRAW_SHARE * run.seconds + max(drawn)
+    assert len(drawn) >= 2  # it did draw while training
+
+
 def test_dashboard_text_mode_outside_a_kernel(bert, capsys):
     dash = TrainingDashboard(title="plain")
     bert.train(toy_rows(32), callbacks=[dash], epochs=1, batch_size=8, log=False)

@@ -1,8 +1,8 @@
 """The live training dashboard: progress, loss plot, learning rate, metrics, and a Stop button that works.
 
 It is only a listener of the training loop's events. Everything is core ipywidgets updated in place (no
-custom widget manager, no ``clear_output``); the plot redraws at most twice a second, and never takes more than
-``DRAW_SHARE`` of the run's time. When the run ends,
+custom widget manager, no ``clear_output``); the plot redraws at most twice a second and never takes more than
+``DRAW_SHARE`` of the run's time; the progress text updates at most every ``STATUS_EVERY`` seconds. When the run ends,
 the live widget is replaced through its display handle by a static PNG + HTML summary, so a saved or
 executed notebook still shows the curves without a kernel. Outside a kernel it prints text lines.
 """
@@ -19,8 +19,11 @@ from ..render.format import esc, html_table
 from .env import clicks_while_busy, kernel_shell
 from .plot import LossPlot
 
-# the share of a run's wall time the live plot may take (bench/step_overhead.py measures the whole per-step cost)
-DRAW_SHARE = 0.02
+# The share of a run's wall time the live plot may take (bench/step_overhead.py measures the whole per-step cost),
+# the cost assumed for the first redraw, and the least time between two updates of the progress text and bar.
+DRAW_SHARE = 0.01
+FIRST_DRAW_GUESS = 0.08
+STATUS_EVERY = 1.0
 
 
 def _eta(seconds: float) -> str:
@@ -40,7 +43,7 @@ class TrainingDashboard:
     """
 
     def __init__(self, title: str = "training",
-                 redraw_every: float = 0.5, poll_every: float = 0.2):
+                 redraw_every: float = 0.5, poll_every: float = 0.5):
         self.history = History()
         self.title, self.redraw_every, self.poll_every = title, redraw_every, poll_every
         self.plot = LossPlot()
@@ -51,7 +54,10 @@ class TrainingDashboard:
         self.metrics: dict[str, float] = {}
         self.redraws = 0
         self._last_draw = self._last_poll = 0.0
-        self._draw_seconds = 0.0  # how long the last redraw took
+        self._draw_seconds = FIRST_DRAW_GUESS  # how long the last redraw took
+        self._drawn_seconds = 0.0  # live redraws so far, in seconds
+        self._last_status = 0.0
+        self._run_step = 0
         self._pump_cm = None
         self._pump = lambda: None
         self._started = 0.0
@@ -107,6 +113,7 @@ class TrainingDashboard:
 
     def _on_fit_started(self, event: FitStarted) -> None:
         self._started, self._total = time.monotonic(), event.total_steps
+        self._drawn_seconds = 0.0
         self.stop_requested = False
         if self._text_mode:
             print(f"{self.title}: {event.total_steps} steps, {event.examples} examples", flush=True)
@@ -119,6 +126,7 @@ class TrainingDashboard:
         self._pump = self._pump_cm.__enter__()
 
     def _on_step(self, e: StepEnded, control: Control) -> None:
+        self._run_step = e.run_step
         elapsed = time.monotonic() - self._started
         per_step = elapsed / max(e.run_step, 1)
         self.status = (f"step {e.run_step}/{e.total_steps} (global {e.step}), epoch {e.epoch:.2f}, loss {e.loss:.4f}, "
@@ -129,8 +137,10 @@ class TrainingDashboard:
                 self._last_draw = now
                 print(self.status, flush=True)
         else:
-            self.widgets["bar"].value = e.run_step
-            self.widgets["status"].value = esc(self.status)
+            if now - self._last_status >= STATUS_EVERY or e.run_step == e.total_steps:  # a message per update
+                self._last_status = now
+                self.widgets["bar"].value = e.run_step
+                self.widgets["status"].value = esc(self.status)
             self._draw()
             if now - self._last_poll >= self.poll_every:
                 self._last_poll = now
@@ -142,13 +152,16 @@ class TrainingDashboard:
         if self._text_mode or not self.widgets:
             return
         now = time.monotonic()
-        # A redraw (matplotlib to PNG) costs ~0.1 s on a small CPU: spaced so drawing takes at most DRAW_SHARE of
-        # the run's time, i.e. at most every redraw_every seconds, less often when a redraw is slow.
-        if not force and now - self._last_draw < max(self.redraw_every, self._draw_seconds / DRAW_SHARE):
+        # A redraw (matplotlib to PNG) costs 50-100 ms on a small CPU. Live redraws are spaced so that, at every
+        # moment of the run, drawing has taken at most DRAW_SHARE of it (and at most one every redraw_every s).
+        if not force and (now - self._last_draw < self.redraw_every
+                          or self._drawn_seconds + self._draw_seconds > DRAW_SHARE * (now - self._started)):
             return
-        self.widgets["plot"].value = self.plot.png(self.rows)
+        self.widgets["plot"].value = self.plot.png(self.rows, fitted=False)
         self._last_draw = time.monotonic()
         self._draw_seconds = self._last_draw - now
+        if not force:  # forced redraws (an evaluation's result) happen between steps, outside the budget
+            self._drawn_seconds += self._draw_seconds
         self.redraws += 1
         if self.metrics:
             self.widgets["metrics"].value = html_table(["metric", "value"],
@@ -163,6 +176,8 @@ class TrainingDashboard:
             print(f"{self.title}: {reason} at step {event.step}", flush=True)
             return
         good = event.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED, Outcome.STOPPED)
+        self.widgets["bar"].value = self._run_step  # the text and bar are throttled: show where the run ended
+        self.widgets["status"].value = esc(self.status)
         self.widgets["bar"].bar_style = "success" if good else "danger"
         self.widgets["stop"].disabled = True
         self.final_bundle = self.static_bundle(f"{reason} at step {event.step}")

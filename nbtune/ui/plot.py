@@ -37,7 +37,9 @@ class LossPlot:
         self.figure = Figure(figsize=(width, height), dpi=96)
         FigureCanvasAgg(self.figure)
 
-    def png(self, rows: list[dict[str, Any]], title: str = "") -> bytes:
+    def png(self, rows: list[dict[str, Any]], title: str = "", fitted: bool = True) -> bytes:
+        """The plot as PNG bytes. ``fitted=False`` (live redraws) sets fixed margins instead of fitting them to the
+        labels, which halves the cost of a redraw; the final picture is fitted."""
         fig = self.figure
         fig.clear()
         extra = step_metric_names(rows)
@@ -66,7 +68,10 @@ class LossPlot:
             side.set_xlabel("step")
             side.grid(alpha=0.3)
             side.legend(loc="best", fontsize=8)
-        fig.tight_layout()
+        if fitted:
+            fig.tight_layout()
+        else:
+            fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.92 if title else 0.96, wspace=0.25)
         buffer = io.BytesIO()
         fig.canvas.print_png(buffer)
         return buffer.getvalue()

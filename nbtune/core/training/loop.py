@@ -220,7 +220,7 @@ class _Run:
                 loss = outputs.loss
                 weight = self.handler.batch_size_of(chunk) / n_examples
                 # backward on a non-finite loss only makes non-finite gradients, which are never applied below
-                self.accelerator.backward(loss * weight)
+                self.accelerator.backward(loss if weight == 1 else loss * weight)
                 total += loss.detach().float() * weight
                 for key, value in self.handler.step_metrics(outputs, chunk).items():  # example-weighted means
                     self.step_metrics[key] = self.step_metrics.get(key, 0.0) + value.detach().float() * weight
