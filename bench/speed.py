@@ -129,7 +129,13 @@ def load_peer_model(workload: str):
         return AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     gguf = smollm_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The Trainer refuses a model marked as GGUF-quantized even once dequantized: the same weights in a plain model.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
     from peft import LoraConfig, get_peft_model
 
     return tok, get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05,
