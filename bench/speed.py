@@ -47,7 +47,10 @@ SST2_TRAIN = int(os.environ.get("BENCH_SST2_TRAIN", 4000))
 SST2_BATCH, SST2_LR = 32, 5e-5
 GSM8K_TRAIN = int(os.environ.get("BENCH_GSM8K_TRAIN", 48))
 GSM8K_EVAL, GSM8K_BATCH, GSM8K_LR, GSM8K_MAX_LEN = 24, 8, 2e-4, 320
-RUNS = ("hand", "trainer", "trainer-bf16", "nbtune")
+RUNS = ("hand", "trainer", "trainer-bf16", "nbtune", "nbtune-fp32", "nbtune-tokens")
+DEFAULT_RUNS = RUNS[:4]
+# nbtune-fp32: precision="no", to see what bf16 does to accuracy; nbtune-tokens: max_tokens_per_batch=TOKEN_BUDGET
+TOKEN_BUDGET = {"sst2": 640, "gsm8k": 2048}
 WORKLOADS = ("sst2", "gsm8k")
 
 
@@ -240,7 +243,7 @@ def trainer_run(workload: str, bf16: bool) -> dict:
     return result
 
 
-def nbtune_run(workload: str) -> dict:
+def nbtune_run(workload: str, variant: str = "") -> dict:
     import pandas as pd
     import torch
 
@@ -261,8 +264,9 @@ def nbtune_run(workload: str) -> dict:
     batch, lr = batch_and_lr(workload)
     counter = TokenCounter(inner_model(s.model))
     t0 = time.perf_counter()
+    extra = {"fp32": {"precision": "no"}, "tokens": {"max_tokens_per_batch": TOKEN_BUDGET[workload]}}.get(variant, {})
     s.train(train, epochs=1, lr=lr, batch_size=batch, max_length=GSM8K_MAX_LEN if workload == "gsm8k" else 256,
-            seed=SEED, log=False, save_run=False,
+            seed=SEED, log=False, save_run=False, **extra,
             callbacks=[lambda e, c: lines.append(e.precision) if hasattr(e, "precision") else None])
     result = finish({"precision": lines[0] if lines else "?"}, len(train), time.perf_counter() - t0, counter)
     t0 = time.perf_counter()
@@ -297,7 +301,7 @@ def run_one(name: str) -> dict:
     elif run.startswith("trainer"):
         result = trainer_run(workload, bf16=run.endswith("bf16"))
     else:
-        result = nbtune_run(workload)
+        result = nbtune_run(workload, run.partition("-")[2])
     result.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
@@ -321,7 +325,7 @@ def table(medians: dict[str, dict]) -> str:
                      f"{r['padding_share']:.1%} | {r['peak_rss_mb']:.0f} | {dev} | {r['eval_examples_per_s']:.1f} |")
     for workload in {n.split("/")[0] for n in medians}:
         ours = medians.get(f"{workload}/nbtune")
-        for peer in ("trainer", "trainer-bf16", "hand"):
+        for peer in ("trainer", "trainer-bf16", "hand", "nbtune-fp32", "nbtune-tokens"):
             other = medians.get(f"{workload}/{peer}")
             if ours and other:
                 lines.append(f"{workload}: nbtune / {peer}: {ours['examples_per_s'] / other['examples_per_s']:.2f}x "
@@ -333,7 +337,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help="one run, e.g. sst2/nbtune; JSON on stdout")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
-    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(DEFAULT_RUNS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS), help="where the JSON results go")
     args = parser.parse_args()
