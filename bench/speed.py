@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from isolated import run_isolated
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "speed_cpu_2core.json"
@@ -344,18 +346,14 @@ def main() -> None:
     if args.only:
         print(json.dumps(run_one(args.only)))
         return
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "NBTUNE_RUNS_DIR": tempfile.mkdtemp()}
+    env = {"NBTUNE_RUNS_DIR": tempfile.mkdtemp()}
     rounds: list[dict[str, dict]] = []
     for i in range(args.rounds):
         results = {}
         for workload in args.workloads:
             for run in args.runs:
                 name = f"{workload}/{run}"
-                proc = subprocess.run([sys.executable, __file__, "--only", name], capture_output=True, text=True, env=env)
-                if proc.returncode != 0:
-                    sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-                results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-                r = results[name]
+                r = results[name] = run_isolated(__file__, name, env)
                 print(f"round {i + 1} {name:20s} {r['examples_per_s']:7.1f} ex/s {r['tokens_per_s']:7.0f} tok/s "
                       f"padding {r['padding_share']:.1%} ({r['train_seconds']:.0f}s)", flush=True)
         rounds.append(results)

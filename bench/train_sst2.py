@@ -16,10 +16,10 @@ import csv
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from isolated import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -129,12 +129,7 @@ def main() -> None:
         return
     results = json.loads(Path(args.out).read_text()) if args.out and Path(args.out).exists() else {}
     for name in args.runs:
-        proc = subprocess.run([sys.executable, __file__, "--only", name], capture_output=True, text=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-        if proc.returncode != 0:
-            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[name]
+        r = results[name] = run_isolated(__file__, name)
         print(f"{name:22s} {r['examples_per_s']:7.1f} ex/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
               f"dev acc {r['dev_accuracy']:.4f}  ({r['seconds']:.0f}s)", flush=True)
     for method in ("full", "lora"):
