@@ -133,6 +133,7 @@ def test_live_redraws_keep_within_their_share_of_the_run(bert, monkeypatch):
     import nbtune.ui.dashboard as dash_mod
 
     monkeypatch.setattr(dash_mod, "kernel_shell", lambda: object())
+    monkeypatch.setattr(dash_mod, "DRAW_SHARE", 0.02)  # the rule at a share a short test run can show
     dash = TrainingDashboard(title="budget", redraw_every=0.0)
     drawn = []
     real_png = dash.plot.png

@@ -21,7 +21,7 @@ from .plot import LossPlot
 
 # The share of a run's wall time the live plot may take (bench/step_overhead.py measures the whole per-step cost),
 # the cost assumed for the first redraw, and the least time between two updates of the progress text and bar.
-DRAW_SHARE = 0.01
+DRAW_SHARE = 0.005
 FIRST_DRAW_GUESS = 0.08
 STATUS_EVERY = 1.0
 
