@@ -51,6 +51,13 @@ def is_under(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def hidden_size(model: nn.Module) -> int | None:
+    """The model's hidden size from its transformers config (whatever the family calls it), or None."""
+    config = getattr(model, "config", None)
+    return next((getattr(config, k) for k in ("hidden_size", "n_embd", "d_model", "dim")
+                 if getattr(config, k, None)), None)
+
+
 def canonical_name(name: str) -> str:
     """A parameter's name in the bare model, whatever peft wrapped around it (``base_model.model.`` in front,
     ``.base_layer.`` or ``.original_module.`` inside): the same before and after attaching or merging adapters."""

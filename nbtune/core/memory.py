@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .architecture import block_lists, embedding_module_names
+from .architecture import block_lists, embedding_module_names, hidden_size
 from .params import ParamIndex
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -53,7 +53,7 @@ def _config_dims(model: nn.Module) -> _Dims | None:
     if cfg is None:
         return None
     get = lambda *keys: next((getattr(cfg, k) for k in keys if getattr(cfg, k, None)), None)  # noqa: E731
-    hidden = get("hidden_size", "n_embd", "d_model", "dim")
+    hidden = hidden_size(model)
     layers = get("num_hidden_layers", "n_layer", "num_layers")
     heads = get("num_attention_heads", "n_head", "num_heads")
     vocab = get("vocab_size") or 0

@@ -10,6 +10,8 @@ in large batches. Every order is fixed by (seed, epoch): resuming relies on it.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 MEGABATCH_BATCHES = 50
@@ -61,13 +63,19 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
     def _longest_first(self, indices: list[int]) -> list[int]:
         return sorted(indices, key=lambda i: -self.lengths[i])  # stable: equal lengths keep their random order
 
+    @functools.cached_property
+    def _sorted(self) -> list[list[int]]:
+        """All examples longest first, cut into batches: evaluation's grouped order and, under a token budget, the
+        batch count of every epoch (the lengths never change, so it is computed once)."""
+        order = self._longest_first(list(range(len(self.lengths))))
+        return budget_batches(order, self.lengths, self.max_tokens) if self.max_tokens else _chunks(
+            order, self.batch_size)
+
     def batches(self) -> list[list[int]]:
         """The batches of the next pass, in order."""
         n = len(self.lengths)
         if not self.shuffle:
-            order = self._longest_first(list(range(n))) if self.group else list(range(n))
-            return budget_batches(order, self.lengths, self.max_tokens) if self.max_tokens else _chunks(
-                order, self.batch_size)
+            return list(self._sorted) if self.group else _chunks(list(range(n)), self.batch_size)
         # Epoch e uses the (e+1)-th permutation of a generator seeded with `seed`.
         generator = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epoch):
@@ -97,9 +105,8 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         yield from batches
 
     def __len__(self) -> int:
-        if self.max_tokens and self.group:
-            return len(budget_batches(self._longest_first(list(range(len(self.lengths)))), self.lengths,
-                                      self.max_tokens))
+        if self.max_tokens and self.group:  # read every step (the epoch fraction): the cached count
+            return len(self._sorted)
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 

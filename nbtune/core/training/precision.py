@@ -21,6 +21,8 @@ import statistics
 
 import torch
 
+from ..architecture import hidden_size
+
 NATIVE_BF16_CAPABILITY = (8, 0)
 CPU_BF16_MIN_WIDTH = 128
 
@@ -44,11 +46,9 @@ def model_width(model: torch.nn.Module | None) -> int | None:
     """The model's hidden size (config), else the median input width of its Linear layers; None if unknown."""
     if model is None:
         return None
-    config = getattr(model, "config", None)
-    for key in ("hidden_size", "d_model", "n_embd", "dim"):
-        value = getattr(config, key, None) if config is not None else None
-        if isinstance(value, int) and value > 0:
-            return value
+    configured = hidden_size(model)
+    if configured:
+        return configured
     widths = [m.in_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
     return int(statistics.median(widths)) if widths else None
 
