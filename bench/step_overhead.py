@@ -111,7 +111,7 @@ def main() -> None:
         sys.exit(f"no result; cell output:\n{text[-3000:]}")
     result = json.loads(found[-1][len("RESULT "):])
     # the live dashboard leaves its static picture (PNG) in place of the widget when a run ends: one per run
-    pictures = [o for o in nb.cells[0].outputs if "image/png" in o.get("data", {})]
+    pictures = [o for o in nb.cells[0].outputs if "data:image/png" in o.get("data", {}).get("text/html", "")]
     result["live_dashboard"] = len(pictures) == ROUNDS
     result["overhead_median"] = statistics.median(r["overhead"] for r in result["rounds"])
     for r in result["rounds"]:

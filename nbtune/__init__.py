@@ -9,6 +9,7 @@ import sys
 
 from ._lazy import lazy_attributes
 from .core import LAZY_NAMES as CORE_NAMES
+from .core.quiet import register_output_guard
 from .core.training.progress import register_view
 from .core.version import __version__
 
@@ -38,6 +39,20 @@ def _in_notebook_kernel() -> bool:
 
 # The notebook layer offers its dashboard to the core's progress="auto" (the core itself imports no UI).
 register_view("notebook", _notebook_dashboard, _in_notebook_kernel)
+
+
+def _held_back_displays():
+    """While nbtune loads or saves, a dependency's tqdm bar drawn as a widget is held back, not shown."""
+    if not _in_notebook_kernel():
+        import contextlib
+
+        return contextlib.nullcontext()
+    from IPython.utils.capture import capture_output
+
+    return capture_output(stdout=False, stderr=False, display=True)
+
+
+register_output_guard(_held_back_displays)
 
 
 def _register_figures(shell=None) -> None:

@@ -23,8 +23,10 @@ def inject_parameters(nb, parameters: dict[str, Any]) -> None:
 
 
 def execute(path: str | Path, out_dir: str | Path | None = None, parameters: dict[str, Any] | None = None,
-            timeout: int = 900, html: bool = True, cwd: str | Path | None = None):
+            timeout: int = 900, html: bool = True, cwd: str | Path | None = None, kernel_name: str = "python3"):
     """Execute the notebook at ``path``; return (executed notebook, path written or None, html path or None).
+
+    ``kernel_name`` picks the kernel spec (the tests run hosted runtimes' environments through their own spec).
 
     A cell error raises ``nbclient.exceptions.CellExecutionError`` naming the cell.
     """
@@ -34,7 +36,7 @@ def execute(path: str | Path, out_dir: str | Path | None = None, parameters: dic
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, parameters or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, store_widget_state=True,
                             resources={"metadata": {"path": str(cwd or path.parent)}})
     client.execute()
     written = html_path = None

@@ -41,8 +41,12 @@ def test_depth_filter_and_render(bert):
     assert "bert.encoder" in filtered.names()  # ancestors kept for context
     text = repr(bert.layers())
     assert "BertForSequenceClassification" in text and "query" in text and "weight[32, 32]" in text
-    html = bert.layers()._repr_html_()
-    assert html.count("<details") >= 5 and "query" in html
+    tree = bert.layers()
+    html = tree._repr_html_()
+    # one table (columns align at every depth), one row per module, depth shown by the name cell's indent
+    assert html.count("<table") == 1 and html.count("<tr") == len(tree) + 1 and "<details" not in html
+    query = tree["bert.encoder.layer.0.attention.self.query"]
+    assert f'<tr title="{query.name}"><td style="' in html and f"padding-left:{1.2 * query.depth:.1f}em\">query<" in html
     assert bert.layers().to_pandas().shape[0] == len(bert.layers())
 
 

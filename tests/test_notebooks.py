@@ -4,17 +4,17 @@ by sending the kernel a widget message while a training cell is busy (as a brows
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from nbtune.notebooks import execute, outputs
 
+from kernel_helpers import SETUP, TESTS, click_stop_mid_run, reply, run, start_kernel, stop_kernel, wait_for
+
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 
 
 def test_quickstart_notebook(tmp_path):
@@ -23,8 +23,9 @@ def test_quickstart_notebook(tmp_path):
     htmls = [o["data"]["text/html"] for o in outputs(nb, "text/html")]
     assert any("nbtune-summary" in h for h in htmls)  # the summary table
     assert any("nbtune-tree" in h for h in htmls)  # the layer tree
-    pngs = outputs(nb, "image/png")
-    assert pngs and any("nbtune-dashboard" in o["data"].get("text/html", "") for o in pngs)  # final loss curves
+    finals = [h for h in htmls if "nbtune-dashboard" in h and "data:image/png;base64" in h]
+    assert finals and all(h.count("data:image/png;base64") == 1 for h in finals)  # final loss curves, one copy
+    assert not outputs(nb, "image/png")  # no second copy of any picture
     text = "".join(o.get("text", "") for o in outputs(nb, "stream"))
     before, after = map(float, re.search(r"accuracy before ([\d.]+) after ([\d.]+)", text).groups())
     assert after > before and after >= 0.75
@@ -33,87 +34,26 @@ def test_quickstart_notebook(tmp_path):
 
 @pytest.fixture
 def kernel():
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    km, kc = start_kernel()
     yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
-
-
-def _run(kc, code: str, timeout: float = 180) -> str:
-    """Execute code and return its stdout (raises if the cell fails)."""
-    chunks = []
-    reply = kc.execute_interactive(code, timeout=timeout,
-                                   output_hook=lambda m: chunks.append(m["content"].get("text", ""))
-                                   if m["msg_type"] == "stream" else None)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return "".join(chunks)
-
-
-def _wait_for(kc, msg_id: str, marker: str, timeout: float = 120) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
-            return msg["content"]["text"]
-    raise AssertionError(f"{marker} never printed")
-
-
-def _reply(kc, msg_id: str, timeout: float = 180) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        msg = kc.get_shell_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg
-    raise AssertionError("no reply")
-
-
-SETUP = """
-import sys, time
-sys.path.insert(0, {tests!r})
-import nbtune
-from training_helpers import toy_rows
-from nbtune.ui import TrainingDashboard
-from nbtune.core.training.events import FitStarted, StepEnded
-s = nbtune.load({model!r}, task="text-classification", num_labels=2)
-dash = TrainingDashboard(title="kernel test")
-def pace(event, control):
-    if isinstance(event, FitStarted):
-        print("STOP_BUTTON", dash.widgets["stop"].model_id, flush=True)
-    if isinstance(event, StepEnded):
-        if event.run_step == 2:
-            print("STEP_TWO", flush=True)
-        time.sleep(0.05)  # slow steps, so the click lands mid-run
-"""
+    stop_kernel(km, kc)
 
 
 def test_stop_button_stops_a_busy_cell(kernel, tiny_dirs):
     km, kc = kernel
-    _run(kc, SETUP.format(tests=str(TESTS), model=str(tiny_dirs["bert"])))
-    msg_id = kc.execute("run = s.train(toy_rows(1600), callbacks=[dash, pace], epochs=1, batch_size=8, log=False)")
-    comm_id = _wait_for(kc, msg_id, "STOP_BUTTON").split()[1]
-    _wait_for(kc, msg_id, "STEP_TWO")
-    click = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}})
-    kc.shell_channel.send(click)  # what the browser sends when the button is clicked
-    assert _reply(kc, msg_id)["content"]["status"] == "ok"
-    reason, steps, rows = _run(kc, "print(run.reason, '|', run.steps, '|', len(s.history.losses()))").strip().split(" | ")
-    assert reason == "stopped by the Stop button"
-    assert 2 <= int(steps) < 200 and int(rows) == int(steps)  # 200 steps were planned; the history is kept
-    more = _run(kc, "print(s.train(toy_rows(16), epochs=1, batch_size=8, log=False).reason)")
-    assert more.strip() == "completed"  # the session goes on training afterwards
+    assert click_stop_mid_run(kc, tiny_dirs["bert"]) < 5
 
 
 def test_interrupt_kernel_is_a_clean_stop(kernel, tiny_dirs):
     km, kc = kernel
-    _run(kc, SETUP.format(tests=str(TESTS), model=str(tiny_dirs["bert"])))
+    run(kc, SETUP.format(tests=str(TESTS), model=str(tiny_dirs["bert"])))
     msg_id = kc.execute("run = s.train(toy_rows(1600), callbacks=[dash, pace], epochs=1, batch_size=8, log=False)")
-    _wait_for(kc, msg_id, "STEP_TWO")
+    wait_for(kc, msg_id, "STEP_TWO")
     km.interrupt_kernel()
-    assert _reply(kc, msg_id)["content"]["status"] == "ok"  # no traceback: train() returned
-    out = _run(kc, "print(run.reason, '|', run.cancelled, '|', run.steps == len(s.history.losses()))")
+    assert reply(kc, msg_id)["content"]["status"] == "ok"  # no traceback: train() returned
+    out = run(kc, "print(run.reason, '|', run.cancelled, '|', run.steps == len(s.history.losses()))")
     assert out.strip() == "interrupted | True | True"
-    resumed = _run(kc, "r = s.train(toy_rows(1600), resume=True, epochs=1, batch_size=8, log=False); "
+    resumed = run(kc, "r = s.train(toy_rows(1600), resume=True, epochs=1, batch_size=8, log=False); "
                        "print(r.reason, s.training.global_step)")
     assert resumed.split() == ["completed", "200"]
 
@@ -122,7 +62,7 @@ def test_python_api_train_shows_the_dashboard_in_a_kernel(kernel, tiny_dirs):
     """progress="auto": s.train() from plain Python in a notebook kernel gets the live dashboard, whose final
     static picture (PNG + HTML) replaces it when the run ends; outside a kernel the same call prints text."""
     km, kc = kernel
-    _run(kc, f"import sys; sys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
+    run(kc, f"import sys; sys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
              f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)")
     shown = []
     reply = kc.execute_interactive("run = s.train(toy_rows(32), epochs=1, batch_size=8)", timeout=180,
@@ -131,5 +71,21 @@ def test_python_api_train_shows_the_dashboard_in_a_kernel(kernel, tiny_dirs):
     kinds = [m["msg_type"] for m in shown]
     assert "display_data" in kinds and "update_display_data" in kinds
     final = [m for m in shown if m["msg_type"] == "update_display_data"][-1]["content"]["data"]
-    assert "nbtune-dashboard" in final["text/html"] and final["image/png"]
+    assert "nbtune-dashboard" in final["text/html"] and final["text/html"].count("data:image/png;base64") == 1
+    assert "image/png" not in final and "loss" in final["text/plain"]
     assert not any(m["msg_type"] == "stream" and "step 4" in m["content"].get("text", "") for m in shown)
+
+
+def test_loading_and_saving_leave_no_dependency_output_in_the_cell(kernel, smollm_gguf, tmp_path):
+    """No GGUF de-quantisation bar (a tqdm widget a saved notebook shows at 0%), no "Writing model shards" bar,
+    no FutureWarning about transformers' internals: the cell shows only what the user asked for."""
+    km, kc = kernel
+    shown = []
+    code = (f"import nbtune\ns = nbtune.load({str(smollm_gguf)!r}, task='causal-lm')\n"
+            "m = nbtune.load(nbtune.default_model_path(), task='text-classification', num_labels=2)\n"
+            f"m.add_lora(r=4); m.save({str(tmp_path / 'a')!r}); nbtune.load({str(tmp_path / 'a')!r})\n"
+            f"m.merge(); m.save({str(tmp_path / 'b')!r}); nbtune.load({str(tmp_path / 'b')!r}); print('DONE')")
+    reply = kc.execute_interactive(code, timeout=300, output_hook=shown.append)
+    assert reply["content"]["status"] == "ok"
+    outputs = [m for m in shown if m["msg_type"] in ("stream", "display_data", "update_display_data")]
+    assert [m["content"].get("text") for m in outputs] == ["DONE\n"], outputs

@@ -45,7 +45,7 @@ def test_classification_learns_and_reports_metrics(bert):
     after = run.metrics
     assert after["accuracy"] > before["accuracy"] and after["accuracy"] >= 0.9
     assert after["loss"] < before["loss"]
-    assert 0 <= after["f1"] <= 1
+    assert 0 <= after["macro_f1"] <= 1
     h = run.history.to_pandas()
     assert {"step", "epoch", "loss", "lr", "seconds", "eval_accuracy"} <= set(h.columns)
     preds = bert.predict(["the film was brilliant", "honestly awful"])
@@ -680,6 +680,17 @@ def test_adapter_and_recipe_synonyms(bert):
         bert.add_adapter("lora", rank=8)
     with pytest.raises(RecipeError, match="'rank' \\(did you mean 'r'\\?\\)"):
         parse_recipe({"model": "m", "lora": {"rank": 8}})
+
+
+def test_a_recipe_head_of_another_width_than_its_labels_is_refused():
+    from nbtune.core.recipe import RecipeError, parse_recipe
+
+    with pytest.raises(RecipeError, match="loaded with 2 classes .* head asks for 3"):
+        parse_recipe({"model": "m", "labels": ["negative", "positive"], "head": {"num_labels": 3}})
+    with pytest.raises(RecipeError, match="labels names 2 classes but num_labels is 3"):
+        parse_recipe({"model": "m", "head": {"labels": ["a", "b"], "num_labels": 3}})
+    same = parse_recipe({"model": "m", "num_labels": 2, "head": {"labels": ["negative", "positive"]}})
+    assert same.head == {"labels": ["negative", "positive"]}
 
 
 def test_the_default_learning_rate_follows_the_trainable_set(tiny_dirs):

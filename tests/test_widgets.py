@@ -67,6 +67,59 @@ def test_filter_box(bert):
     assert not w.filtered.children
 
 
+def test_filter_rows_show_full_names(bert):
+    w = LayerFreezer(bert)
+    w.filter.value = "query"
+    labels = [r.label.value for r in w._filter_rows]
+    assert len(labels) == 2 and len(set(labels)) == 2  # one "query" per layer, told apart by their paths
+    assert "bert.encoder.layer.1.attention.self.query" in labels[1]
+
+
+def test_one_click_freezes_a_partly_trainable_subtree(bert):
+    w = LayerFreezer(bert)
+    bert.freeze("bert.encoder.layer.0.attention")
+    encoder = w.row("bert.encoder")
+    assert encoder.state == "partial" and encoder.checkbox.value is True  # shown ticked: something trains
+    encoder.checkbox.value = False  # one click
+    assert not any(p.requires_grad for p in bert.model.bert.encoder.parameters()) and encoder.state == "none"
+    encoder.checkbox.value = True
+    assert all(p.requires_grad for p in bert.model.bert.encoder.parameters()) and encoder.state == "all"
+
+
+def test_a_trained_head_under_lora_reads_trainable_and_clicks_work(bert):
+    bert.add_lora(r=4, targets=["query", "value"])  # peft wraps the head in ModulesToSaveWrapper
+    w = LayerFreezer(bert)
+    head_name = next(n for n, m in bert.model.named_modules() if type(m).__name__ == "ModulesToSaveWrapper")
+    head = w.row(head_name)
+    assert head.state == "all" and head.checkbox.value is True  # its frozen backup copy does not count
+    head.checkbox.value = False
+    assert head.state == "none" and "froze" in w.message.value
+    head.checkbox.value = True
+    assert head.state == "all" and "unfroze 0" not in w.message.value
+
+
+def test_displayed_widgets_carry_a_static_picture_that_follows_the_model(bert, shell, monkeypatch):
+    published = []  # what the kernel would send: the bundle and its display id (the shell makes display() publish)
+    monkeypatch.setattr(shell.display_pub, "publish",
+                        lambda data, metadata=None, **kw: published.append((data, kw.get("transient") or {})))
+    w = LayerFreezer(bert)
+    w._ipython_display_()
+    data, transient = published[-1]
+    widget_view = "application/vnd.jupyter.widget-view+json"
+    assert data[widget_view]["model_id"] == w.widget.model_id and transient.get("display_id")
+    assert "nbtune-tree" in data["text/html"] and "VBox(" not in data["text/plain"]
+    assert "trainable" in data["text/plain"]
+    before = data["text/html"]
+    w.row("bert.encoder").checkbox.value = False
+    updated, again = published[-1]
+    assert again["display_id"] == transient["display_id"] and updated["text/html"] != before  # same output, new picture
+    panel = AdapterPanel(bert)
+    panel._ipython_display_()
+    assert "nothing attached yet" in published[-1][0]["text/plain"]
+    panel.attach()
+    assert "adapters attached: default (lora" in published[-1][0]["text/plain"]
+
+
 def test_tree_is_built_lazily_for_huge_meta_models(tmp_path):
     from transformers import LlamaConfig
 
@@ -122,7 +175,7 @@ def test_dashboard_stop_and_static_output(bert, monkeypatch):
     assert run.reason == "stopped by the Stop button" and run.steps == 3 and not run.cancelled
     assert dash.widgets["stop"].disabled and dash.widgets["bar"].value == 3
     bundle = dash.final_bundle
-    assert bundle["image/png"] and "<img" in bundle["text/html"] and "stopped by the Stop button" in bundle["text/plain"]
+    assert "image/png" not in bundle and bundle["text/html"].count("<img") == 1 and "stopped by the Stop button" in bundle["text/plain"]
     assert dash.redraws <= 2 + 2 * run.seconds + 2  # throttled: about two redraws a second at most
 
 

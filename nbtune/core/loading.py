@@ -7,7 +7,6 @@ from so that a session can be saved, exported and reloaded.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import re
@@ -20,6 +19,7 @@ from torch import nn
 
 from . import persist
 from .errors import ModelLoadError, TaskError
+from .quiet import quietly
 from .seeding import DEFAULT_SEED, derived_seed, seeded
 from .tasks import auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name
 from .tasks.base import TaskHandler
@@ -40,27 +40,6 @@ class ModelSource:
     trust_remote_code: bool = False
     revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Silence transformers' per-load progress bars and load report for the duration of a load.
-
-    In a notebook the progress bar is a widget that saved notebooks show as 'HBox(...)'; the load report
-    repeats what nbtune's notes say (which weights are new). Uses transformers' own switches, then restores them.
-    """
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _dtype(value) -> torch.dtype | str:
@@ -232,6 +211,7 @@ def _ensure_pad_token(model: nn.Module, tokenizer, notes: list[str]) -> None:
     notes.append(f"tokenizer had no pad token; using its end-of-sequence token {tokenizer.eos_token!r}")
 
 
+@quietly
 def load(
     source: str | os.PathLike | nn.Module,
     task: str | None = None,
@@ -366,7 +346,7 @@ def _load_model(
             kwargs["ignore_mismatched_sizes"] = True  # a different head size means a fresh head
         kwargs["use_safetensors"] = check_weight_files(kind, location, allow_pickle)
         try:
-            with _quiet_transformers(), seeded(derived_seed(seed, 1)):  # a new head starts from the session's seed
+            with seeded(derived_seed(seed, 1)):  # a new head starts from the session's seed
                 model, info = cls.from_pretrained(location, **kwargs)
         except OSError as exc:
             if kind == "hub":

@@ -31,6 +31,7 @@ from .architecture import is_peft_model, unwrap
 from .errors import SaveError
 from .interrupts import deferred_interrupts
 from .params import copy_tensors
+from .quiet import quietly
 from .tasks import is_labelled
 from .version import __version__
 
@@ -116,6 +117,7 @@ def _changed_from_base(session) -> dict[str, torch.Tensor]:
             if canonical_name(n) in trained or is_under(n, heads)}
 
 
+@quietly
 def save_session(session, folder: str | os.PathLike, overwrite: bool = False, light: bool = False) -> SaveReport:
     """Write ``session`` to ``folder`` (replacing a previous nbtune save there) and return what was written.
 

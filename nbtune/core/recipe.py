@@ -200,6 +200,7 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
         if not isinstance(head, dict):
             raise RecipeError("head takes {num_labels: N}, {labels: [...]} or 'reset'.")
         _unknown(head, ("num_labels", "labels"), "head")
+        _check_head_width(data, head)
     evaluate = data.get("evaluate", data.get("eval", True))
     steps = []
     for step in data.get("steps") or []:
@@ -234,6 +235,23 @@ def resolve(value: Any, namespace: dict[str, Any] | None, where: str = "the reci
     if isinstance(value, list):
         return [resolve(v, namespace, where) for v in value]
     return value
+
+
+def _width(keys: dict[str, Any]) -> int | None:
+    """How many classes ``labels`` / ``num_labels`` in ``keys`` name (None: neither is given)."""
+    labels, num_labels = keys.get("labels"), keys.get("num_labels")
+    if isinstance(labels, (list, tuple)) and isinstance(num_labels, int) and len(labels) != num_labels:
+        raise RecipeError(f"labels names {len(labels)} classes but num_labels is {num_labels}; give one of them.")
+    return len(labels) if isinstance(labels, (list, tuple)) else num_labels if isinstance(num_labels, int) else None
+
+
+def _check_head_width(data: dict[str, Any], head: dict[str, Any]) -> None:
+    """A recipe that loads with N classes and then asks for a head of M != N classes is a mistake, not a wish:
+    the data's labels would not fit one of them."""
+    loaded, fresh = _width(data), _width(head)
+    if loaded is not None and fresh is not None and loaded != fresh:
+        raise RecipeError(f"The model is loaded with {loaded} classes (labels/num_labels) but head asks for {fresh}; "
+                          f"give head the same classes (head: {{labels: [...]}}) or leave one of them out.")
 
 
 def build_session(recipe: Recipe, namespace: dict[str, Any] | None = None):

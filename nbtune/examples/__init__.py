@@ -2,6 +2,11 @@
 
 ``reviews.csv`` holds 262 short review sentences (131 positive, 131 negative) about films, food, hotels,
 gadgets and services, written for this project (not copied from any dataset), licensed with nbtune.
+
+The offline stand-ins for the tutorials' public datasets (``public.py``) are written or generated for this
+project too: ``wnut17_sample.conll`` (40 tweet-like sentences, WNUT-17's tags), ``scitldr_sample.jsonl`` (16
+short abstracts with one-line summaries), ``gsm8k_sample.jsonl`` (48 template word problems with worked answers
+in GSM8K's format); the sentiment stand-in is ``reviews.csv``.
 """
 
 from __future__ import annotations
@@ -26,3 +31,11 @@ def reviews(split: bool = True, eval_fraction: float = 0.25, seed: int = 0):
     held = shuffled.loc[sorted(held_index)]
     train = shuffled.drop(held.index)
     return train.reset_index(drop=True), held.reset_index(drop=True)
+
+
+def load_public(name: str, split: str = "train", n: int | None = None, verbose: bool = True):
+    """SST-2, WNUT-17, SciTLDR or GSM8K rows for the tutorials: from the hub, or a shipped sample offline
+    (see ``nbtune.examples.public``)."""
+    from .public import load_public as load
+
+    return load(name, split, n, verbose=verbose)

@@ -1,4 +1,4 @@
-"""Layer tree as aligned text and as collapsible HTML (nested <details>, no JavaScript)."""
+"""Layer tree as aligned text and as one aligned HTML table (no JavaScript)."""
 
 from __future__ import annotations
 
@@ -42,41 +42,33 @@ def tree_text(tree) -> str:
     return "\n".join([fmt(headers)] + [fmt(r) for r in rows])
 
 
-_ROW_STYLE = "display:grid;grid-template-columns:minmax(14em,2fr) 12em 6em 6em 1.5fr;gap:0 1em;font-family:monospace;font-size:12px"
+# Colours through JupyterLab's theme variables (light and dark themes keep >= 4.5:1 contrast); the fallbacks
+# are for nbconvert output, VS Code and Colab, on white.
+STATE_COLOURS = {"all": "var(--jp-success-color0, #1a7f37)", "none": "var(--jp-ui-font-color2, #616161)",
+                 "partial": "var(--jp-warn-color0, #a04f00)"}
+_CELL = "padding:1px 0.8em 1px 0;white-space:nowrap;vertical-align:top;text-align:left"
 
 
-def _row_html(r, title: str) -> str:
+def _row_html(r, title: str, base: int) -> str:
     label = esc(_label(r) if r.name else title)
     typ = esc(f"{r.folded} x {r.type}" if r.folded else r.type)
     state = r.trainable_state
-    colour = {"all": "#1a7f37", "none": "#888", "partial": "#b35900"}[state]
     train = human_count(r.trainable) if state == "partial" else _MARK[state]
+    indent = 1.2 * (r.depth - base)
     return (
-        f'<span style="{_ROW_STYLE};display:inline-grid" title="{esc(r.name)}">'
-        f"<span>{label}</span><span>{typ}</span><span style='text-align:right'>{human_count(r.total_params)}</span>"
-        f"<span style='color:{colour}'>{train}</span><span>{esc(_shapes(r))}</span></span>"
+        f'<tr title="{esc(r.name or title)}"><td style="{_CELL};padding-left:{indent:.1f}em">{label}</td>'
+        f'<td style="{_CELL}">{typ}</td><td style="{_CELL};text-align:right">{human_count(r.total_params)}</td>'
+        f'<td style="{_CELL};color:{STATE_COLOURS[state]}">{train}</td><td style="{_CELL}">{esc(_shapes(r))}</td></tr>'
     )
 
 
 def tree_html(tree) -> str:
-    """Nested <details> elements: works in JupyterLab, Notebook, VS Code and Colab without widgets."""
-    rows = tree.rows
-    parts = [f'<div class="nbtune-tree"><div style="{_ROW_STYLE};font-weight:bold">'
-             "<span>module</span><span>type</span><span style='text-align:right'>params</span>"
-             "<span>trainable</span><span>own shapes</span></div>"]
-    open_depths: list[int] = []
-    for i, r in enumerate(rows):
-        while open_depths and open_depths[-1] >= r.depth:
-            parts.append("</details>")
-            open_depths.pop()
-        nxt = rows[i + 1] if i + 1 < len(rows) else None
-        indent = "margin-left:1.2em" if r.depth > 0 else ""  # nested elements: the margin accumulates
-        if nxt is not None and nxt.depth > r.depth:
-            is_open = " open" if r.depth < 1 else ""
-            parts.append(f'<details{is_open} style="{indent}"><summary>{_row_html(r, tree.title)}</summary>')
-            open_depths.append(r.depth)
-        else:
-            parts.append(f'<div style="{indent};padding-left:1.1em">{_row_html(r, tree.title)}</div>')
-    parts.extend("</details>" for _ in open_depths)
-    parts.append("</div>")
-    return "".join(parts)
+    """One table whose columns line up at every depth (depth is the module cell's indent), scrolling sideways
+    instead of overlapping when names are long. Plain HTML: JupyterLab, Notebook, VS Code, Colab, nbconvert."""
+    base = min((r.depth for r in tree.rows), default=0)
+    head = "".join(f'<th style="{_CELL}{";text-align:right" if h == "params" else ""}">{h}</th>'
+                   for h in ("module", "type", "params", "trainable", "own shapes"))
+    body = "".join(_row_html(r, tree.title, base) for r in tree.rows)
+    return (f'<div class="nbtune-tree" style="overflow-x:auto;max-width:100%">'
+            f'<table style="border-collapse:collapse;font-family:monospace;font-size:12px;margin:0">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")

@@ -13,6 +13,7 @@ from typing import Any
 from ..core.adapters import all_methods, get_method
 from ..core.errors import NbtuneError
 from ..render.format import esc, human_count
+from .display import show_widget, update_widget
 
 _QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
 
@@ -48,6 +49,7 @@ class AdapterPanel:
         import ipywidgets as w
 
         self.session = session
+        self.handle = None  # set when displayed
         methods = all_methods()
         self.method = w.Dropdown(options=[(m.label, m.name) for m in methods], value=methods[0].name,
                                  description="method")
@@ -79,9 +81,14 @@ class AdapterPanel:
         self._layout()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        self.handle = show_widget(self.widget, self.static_bundle())
 
-        display(self.widget)
+    def static_bundle(self) -> dict[str, str]:
+        """The picture a saved notebook keeps: the adapters attached so far, or the form's current choice."""
+        attached = self.session.adapters
+        text = ("adapters attached: " + ", ".join(f"{a.name} ({a.method}, {a.params:,} parameters)" for a in attached)
+                if attached else f"adapter form: {self.spec.label} (nothing attached yet)")
+        return {"text/plain": text, "text/html": f"<div class='nbtune-adapters'>{esc(text)}</div>"}
 
     @property
     def spec(self):
@@ -151,5 +158,7 @@ class AdapterPanel:
             self.result.value = f"<span style='color:#b00'>{esc(exc)}</span>"
             return
         summary = s.summary()
+        if self.handle is not None:
+            update_widget(self.handle, self.widget, self.static_bundle())
         self.result.value = (f"<span style='color:#1a7f37'>attached {esc(info.name)}: {esc(info.method)}, "
                              f"{info.params:,} parameters; {summary.trainable:,} of {summary.total:,} trainable</span>")

@@ -16,6 +16,7 @@ from typing import Any
 from ..core.training.callbacks import History
 from ..core.training.events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from ..render.format import esc, html_table
+from .display import show_widget
 from .env import clicks_while_busy, kernel_shell
 from .plot import LossPlot
 
@@ -118,10 +119,9 @@ class TrainingDashboard:
         if self._text_mode:
             print(f"{self.title}: {event.total_steps} steps, {event.examples} examples", flush=True)
             return
-        from IPython.display import display
-
         box = self._build(event)
-        self.handle = display(box, display_id=True)
+        live = f"{self.title}: training, {event.total_steps} steps (the final curves replace this when the run ends)"
+        self.handle = show_widget(box, {"text/plain": live, "text/html": f"<div class='nbtune-dashboard'>{esc(live)}</div>"})
         self._pump_cm = clicks_while_busy([self.widgets["stop"]])
         self._pump = self._pump_cm.__enter__()
 
@@ -190,7 +190,11 @@ class TrainingDashboard:
         png = self.plot.png(self.rows, title=f"{self.title}: {outcome}")
         table = html_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
         b64 = base64.b64encode(png).decode()
-        html = (f"<div class='nbtune-dashboard'><b>{esc(self.title)}</b>: {esc(outcome)}<br>{esc(self.status)}"
-                f"<div style='display:flex;gap:1em'><img src='data:image/png;base64,{b64}'/>{table}</div></div>")
+        # One copy of the image: every notebook frontend and nbconvert prefer text/html over image/png, so the
+        # PNG lives only inside the HTML (with alt text); text/plain is the picture for text-only viewers.
         text = f"{self.title}: {outcome}\n{self.status}\n" + "\n".join(f"{k}: {v:.4f}" for k, v in self.metrics.items())
-        return {"image/png": b64, "text/html": html, "text/plain": text}
+        html = (f"<div class='nbtune-dashboard'><b>{esc(self.title)}</b>: {esc(outcome)}<br>{esc(self.status)}"
+                f"<div style='display:flex;flex-wrap:wrap;gap:1em'>"
+                f"<img alt='{esc(self.title)} loss curves' src='data:image/png;base64,{b64}' style='max-width:100%'/>"
+                f"{table}</div></div>")
+        return {"text/html": html, "text/plain": text}

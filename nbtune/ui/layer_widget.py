@@ -11,16 +11,19 @@ from typing import Any
 
 from torch import nn
 
+from ..core.architecture import is_shadow_param
 from ..core.changes import Change
 from ..core.errors import NbtuneError
 from ..core.params import param_numel
 from ..render.format import esc, human_count
+from ..render.tree import STATE_COLOURS
+from .display import show_widget, update_widget
 
-_STATE_COLOUR = {"all": "#1a7f37", "none": "#888", "partial": "#b35900"}
 
-
-def _counts(module: nn.Module) -> tuple[int, int]:
-    params = list(module.parameters())
+def _counts(name: str, module: nn.Module) -> tuple[int, int]:
+    """Total and trainable parameters under ``module``, leaving out peft's frozen backup of a trained head
+    (``classifier.original_module``): it is never trained, so a fully trained head reads "trainable"."""
+    params = [p for n, p in module.named_parameters(prefix=name) if not is_shadow_param(n)]
     return sum(param_numel(p) for p in params), sum(param_numel(p) for p in params if p.requires_grad)
 
 
@@ -33,10 +36,10 @@ def _state(total: int, trainable: int) -> str:
 class _Row:
     """One module: expand button, checkbox, label, and a (lazily filled) box of child rows."""
 
-    def __init__(self, owner: "LayerFreezer", name: str, module: nn.Module):
+    def __init__(self, owner: "LayerFreezer", name: str, module: nn.Module, full_name: bool = False):
         import ipywidgets as w
 
-        self.owner, self.name, self.module = owner, name, module
+        self.owner, self.name, self.module, self.full_name = owner, name, module, full_name
         self.children: list[_Row] | None = None
         has_kids = any(True for _ in module.children())
         self.expand = w.Button(description="+" if has_kids else "", disabled=not has_kids,
@@ -69,20 +72,23 @@ class _Row:
         self.owner.apply("unfreeze" if change["new"] else "freeze", self.selector, self)
 
     def refresh(self) -> None:
-        total, trainable = _counts(self.module)
+        total, trainable = _counts(self.name, self.module)
         state = _state(total, trainable)
         self.state = state
         self.owner.updating = True
         try:
-            self.checkbox.value = state == "all"
+            # A partly trainable subtree shows ticked, so one click freezes all of it (the common wish after
+            # attaching LoRA); ticking again unfreezes all of it.
+            self.checkbox.value = state != "none"
             self.checkbox.disabled = total == 0
         finally:
             self.owner.updating = False
-        short = self.name.rsplit(".", 1)[-1] if self.name else type(self.module).__name__
+        shown_name = self.name if self.full_name else self.name.rsplit(".", 1)[-1]
+        shown_name = shown_name or type(self.module).__name__
         shown = {"all": "trainable", "none": "frozen", "partial": f"partly: {human_count(trainable)}"}[state]
-        self.label.value = (f"<span style='font-family:monospace'>{esc(short)}</span> "
-                            f"<span style='color:#555'>{esc(type(self.module).__name__)}, {human_count(total)}</span> "
-                            f"<span style='color:{_STATE_COLOUR[state]}'>{shown}</span>")
+        self.label.value = (f"<span style='font-family:monospace'>{esc(shown_name)}</span> "
+                            f"<span style='color:{STATE_COLOURS['none']}'>{esc(type(self.module).__name__)}, "
+                            f"{human_count(total)}</span> <span style='color:{STATE_COLOURS[state]}'>{shown}</span>")
         for child in self.children or []:
             child.refresh()
 
@@ -98,6 +104,7 @@ class LayerFreezer:
 
         self.session, self.batch_size, self.seq_len = session, batch_size, seq_len
         self.updating = False
+        self.handle = None  # set when displayed
         self.summary = w.HTML()
         self.message = w.HTML()
         self.filter = w.Text(placeholder="filter modules (substring)", continuous_update=False,
@@ -125,9 +132,14 @@ class LayerFreezer:
         self._update_summary()
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        self.handle = show_widget(self.widget, self.static_bundle())
 
-        display(self.widget)
+    def static_bundle(self) -> dict[str, str]:
+        """The picture a saved notebook keeps: the summary and the layer tree as they are now (HTML and text)."""
+        summary = self.session.summary(self.batch_size, self.seq_len)
+        tree = self.session.layers(depth=3)
+        return {"text/html": f"<div class='nbtune-freezer'>{summary._repr_html_()}{tree._repr_html_()}</div>",
+                "text/plain": f"{summary!r}\n\n{tree!r}"}
 
     # -- actions (all through the public Session API) ------------------------------------------------
     def apply(self, action: str, selector: str, row: _Row | None) -> None:
@@ -156,6 +168,8 @@ class LayerFreezer:
         for row in self._filter_rows:
             row.refresh()
         self._update_summary()
+        if self.handle is not None:  # keep the saved picture in step with the model
+            update_widget(self.handle, self.widget, self.static_bundle())
 
     def _update_summary(self) -> None:
         self.summary.value = self.session.summary(self.batch_size, self.seq_len)._repr_html_()
@@ -168,7 +182,7 @@ class LayerFreezer:
             self.root.widget.layout.display = "flex"
             return
         hits = [(n, m) for n, m in self.session.model.named_modules() if n and text in n][:200]
-        self._filter_rows = [_Row(self, n, m) for n, m in hits]
+        self._filter_rows = [_Row(self, n, m, full_name=True) for n, m in hits]  # six "query" rows need their paths
         self.filtered.children = [r.widget for r in self._filter_rows]
         self.root.widget.layout.display = "none"
         self.message.value = f"{len(hits)} modules match {esc(text)!s}" + (" (first 200)" if len(hits) == 200 else "")

@@ -142,7 +142,7 @@ class ClassificationTask(TaskHandler):
 
         preds = logits.argmax(-1)
         out["accuracy"] = float(accuracy_score(labels, preds))
-        out["f1"] = float(f1_score(labels, preds, average="macro"))
+        out["macro_f1"] = float(f1_score(labels, preds, average="macro"))  # the name says which F1
         return out
 
     def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:

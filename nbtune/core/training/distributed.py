@@ -7,8 +7,12 @@ batch over the processes, so the global batch is the recipe's ``batch_size``); t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 import tempfile
+import time
 from typing import Any
 
 import torch
@@ -74,13 +78,31 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     settings = {**settings, "checkpoint_dir": folder}
     start_rows, start_step = len(session.history.rows), session.training.global_step
 
-    def worker():
-        session.train(data, eval=eval_data, log=log, **settings)
+    stdout = sys.stdout
 
+    def worker():
+        sys.stdout = stdout  # this process's own output again (the launcher's line was silenced, not ours)
+        # one progress view, from the first process, as text lines: a forked process cannot drive the kernel's
+        # widgets (ipykernel refuses messages from forks), but its printed lines reach the cell
+        session.train(data, eval=eval_data, log=log and os.environ.get("RANK", "0") == "0", progress="text",
+                      **settings)
+
+    on_gpus = torch.cuda.is_available()
+    if log:
+        where = f"{processes} GPUs" if on_gpus else f"{processes} CPU processes (gloo)"
+        print(f"training on {where} through accelerate's notebook_launcher: each takes {cfg.batch_size // processes} "
+              f"of every batch of {cfg.batch_size}; progress from the first process", flush=True)
+    # accelerate prints "Launching training on N CUDAs." even on a CPU, and each process warns that it sets
+    # OMP_NUM_THREADS when unset: the line above says what happens, and the threads are shared out here instead.
+    threads = {} if on_gpus or "OMP_NUM_THREADS" in os.environ else {
+        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+    started = time.monotonic()
     try:
-        notebook_launcher(worker, num_processes=processes)
+        with _environment(threads), contextlib.redirect_stdout(io.StringIO()):
+            notebook_launcher(worker, num_processes=processes)
     except ValueError as exc:  # accelerate refuses to launch; say what to do
         raise TrainingError(f"accelerate could not launch {processes} processes: {exc}") from None
+    seconds = time.monotonic() - started
     saved = ckpt_mod.load_checkpoint(ckpt_mod.find_checkpoint(folder))
     copy_tensors(dict(session.model.named_parameters()), saved["weights"])
     state = session.training
@@ -90,11 +112,27 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     rows = state.history.rows[start_rows:]
     evals = [r for r in rows if any(k.startswith("eval_") for k in r)]
     metrics = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else {}
+    steps = state.global_step - start_step
     return RunResult(history=History(rows), metrics=metrics, reason="completed",
-                     steps=state.global_step - start_step, global_step=state.global_step,
-                     seconds=float(rows[-1].get("seconds", 0.0)) if rows else 0.0, examples_per_s=0.0,
+                     steps=steps, global_step=state.global_step,
+                     seconds=seconds, examples_per_s=steps * cfg.batch_size / max(seconds, 1e-9),
                      messages=[f"trained on {processes} processes; checkpoints in {folder}"], checkpoint=str(saved["path"]),
                      config=cfg.to_dict())
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the processes about to be forked, and put the old values back."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 NOT_YET = (
