@@ -79,3 +79,17 @@ def install_cell(repository: str) -> str:
         "print(\"nbtune\", nbtune.__version__)"
     )
 
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_copy(nb):
+    """``nb`` as a notebook to commit or share: no widget state (often 100+ KB), and widget outputs reduced to the
+    static picture they carry (nbtune's widgets put HTML and text beside the view), so a viewer without the
+    kernel shows the picture instead of "Error displaying widget: model not found". Returns ``nb`` (changed)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            out.get("data", {}).pop(WIDGET_VIEW, None)  # without the state no viewer can draw it
+    return nb

@@ -31,3 +31,14 @@ def test_every_tutorial_installs_nbtune_with_the_one_install_cell():
         cells = json.loads(path.read_text())["cells"]
         first_code = next(c for c in cells if c["cell_type"] == "code")
         assert "".join(first_code["source"]) == install_cell(repo), path.name
+
+
+def test_committed_notebooks_keep_static_pictures_not_widget_state():
+    """Widget state is 100+ KB per notebook and useless without the kernel; a widget view without its model
+    renders as "Error displaying widget: model not found". nbtune.notebooks.static_copy strips both."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        assert "widgets" not in nb["metadata"], path.name
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), path.name

@@ -34,6 +34,17 @@ def pct(part: int | float, whole: int | float) -> str:
     return f"{value:.2f}%" if value >= 0.01 else f"{value:.2g}%"
 
 
+# Message colours through JupyterLab's theme variables (so a dark theme keeps its contrast), with fallbacks of at
+# least 4.5:1 on white for nbconvert output, VS Code and Colab.
+COLOURS = {"error": "var(--jp-error-color1, #c62828)", "ok": "var(--jp-success-color1, #1a7f37)",
+           "muted": "var(--jp-ui-font-color2, #616161)"}
+
+
+def coloured(text: str, kind: str) -> str:
+    """``text`` (escaped here) in a span of message colour ``kind``: error, ok or muted."""
+    return f"<span style='color:{COLOURS[kind]}'>{esc(text)}</span>"
+
+
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 

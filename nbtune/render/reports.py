@@ -49,7 +49,7 @@ def summary_html(summary) -> str:
     c = summary.counts
     bar = (
         f'<div style="background:#eee;width:20em;height:8px;border-radius:4px">'
-        f'<div style="background:#1a7f37;width:{max(c.pct_trainable, 0.5 if c.trainable else 0):.2f}%;'
+        f'<div style="background:var(--jp-success-color1, #1a7f37);width:{max(c.pct_trainable, 0.5 if c.trainable else 0):.2f}%;'
         f'height:8px;border-radius:4px"></div></div>'
     )
     notes = "".join(f"<li>{esc(n)}</li>" for n in summary.notes)

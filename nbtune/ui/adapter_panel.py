@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.adapters import all_methods, get_method
 from ..core.errors import NbtuneError
-from ..render.format import esc, human_count
+from ..render.format import COLOURS, coloured, esc, human_count
 from .display import show_widget, update_widget
 
 _QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
@@ -75,6 +75,7 @@ class AdapterPanel:
             for widget in self.inputs[m.name].values():
                 widget.observe(lambda _: self._update_cost(), names="value")
         self.method.observe(lambda _: self._layout(), names="value")
+        self.method.observe(lambda _: setattr(self.result, "value", ""), names="value")  # no stale result line
         self.form = w.VBox()
         self.widget = w.VBox([w.HBox([self.method, self.name]), self.form, self.cost,
                               self.attach_button, self.result])
@@ -155,10 +156,10 @@ class AdapterPanel:
         try:
             info = s.add_adapter(self.method.value, name=name, **self.settings())
         except NbtuneError as exc:
-            self.result.value = f"<span style='color:#b00'>{esc(exc)}</span>"
+            self.result.value = coloured(str(exc), "error")
             return
         summary = s.summary()
         if self.handle is not None:
             update_widget(self.handle, self.widget, self.static_bundle())
-        self.result.value = (f"<span style='color:#1a7f37'>attached {esc(info.name)}: {esc(info.method)}, "
+        self.result.value = (f"<span style='color:{COLOURS['ok']}'>attached {esc(info.name)}: {esc(info.method)}, "
                              f"{info.params:,} parameters; {summary.trainable:,} of {summary.total:,} trainable</span>")

@@ -76,14 +76,17 @@ class TrainingDashboard:
             "bar": w.IntProgress(value=event.start_step, min=0, max=event.total_steps, bar_style="info",
                                  layout=w.Layout(width="50%")),
             "status": w.HTML("starting..."),
-            "plot": w.Image(format="png", layout=w.Layout(width="560px")),
+            # hidden until the first drawing: an empty Image shows a broken-image icon
+            "plot": w.Image(format="png", layout=w.Layout(width="560px", max_width="100%", display="none")),
             "metrics": w.HTML(""),
             "stop": w.Button(description="Stop", button_style="warning", icon="stop",
                              tooltip="Stop at the next step; weights and history are kept"),
         }
         self.widgets["stop"].on_click(self._on_stop)
         box = w.VBox([self.widgets["title"], w.HBox([self.widgets["bar"], self.widgets["stop"]]),
-                      self.widgets["status"], w.HBox([self.widgets["plot"], self.widgets["metrics"]])])
+                      self.widgets["status"],
+                      # the metrics table goes under the plot where the output is narrower than both
+                      w.HBox([self.widgets["plot"], self.widgets["metrics"]], layout=w.Layout(flex_flow="row wrap"))])
         self.widgets["box"] = box
         return box
 
@@ -158,6 +161,7 @@ class TrainingDashboard:
                           or self._drawn_seconds + self._draw_seconds > DRAW_SHARE * (now - self._started)):
             return
         self.widgets["plot"].value = self.plot.png(self.rows, fitted=False)
+        self.widgets["plot"].layout.display = None
         self._last_draw = time.monotonic()
         self._draw_seconds = self._last_draw - now
         if not force:  # forced redraws (an evaluation's result) happen between steps, outside the budget
@@ -177,6 +181,7 @@ class TrainingDashboard:
             return
         good = event.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED, Outcome.STOPPED)
         self.widgets["bar"].value = self._run_step  # the text and bar are throttled: show where the run ended
+        self.status = self.status.split(", ETA ")[0]  # no time left to estimate once the run has ended
         self.widgets["status"].value = esc(self.status)
         self.widgets["bar"].bar_style = "success" if good else "danger"
         self.widgets["stop"].disabled = True
@@ -188,7 +193,8 @@ class TrainingDashboard:
     def static_bundle(self, outcome: str) -> dict[str, Any]:
         """PNG of the curves plus an HTML/text summary, for the notebook file."""
         png = self.plot.png(self.rows, title=f"{self.title}: {outcome}")
-        table = html_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
+        table = (html_table(["metric", "value"], [[k, f"{v:.4f}"] for k, v in self.metrics.items()], right={1})
+                 if self.metrics else "")  # no empty table beside the curves of a run without evaluation
         b64 = base64.b64encode(png).decode()
         # One copy of the image: every notebook frontend and nbconvert prefer text/html over image/png, so the
         # PNG lives only inside the HTML (with alt text); text/plain is the picture for text-only viewers.

@@ -15,7 +15,7 @@ from ..core.architecture import is_shadow_param
 from ..core.changes import Change
 from ..core.errors import NbtuneError
 from ..core.params import param_numel
-from ..render.format import esc, human_count
+from ..render.format import coloured, esc, human_count
 from ..render.tree import STATE_COLOURS
 from .display import show_widget, update_widget
 
@@ -144,16 +144,16 @@ class LayerFreezer:
     # -- actions (all through the public Session API) ------------------------------------------------
     def apply(self, action: str, selector: str, row: _Row | None) -> None:
         if not selector:
-            self.message.value = "<span style='color:#b00'>Type a selector first.</span>"
+            self.message.value = coloured("Type a selector first.", "error")
             return
         try:
             report = getattr(self.session, action)(selector)
         except NbtuneError as exc:
-            self.message.value = f"<span style='color:#b00'>{esc(exc)}</span>"
+            self.message.value = coloured(str(exc), "error")
             if row is not None:
                 row.refresh()
             return
-        self.message.value = f"<span style='color:#1a7f37'>{esc(repr(report).splitlines()[0])}</span>"
+        self.message.value = coloured(repr(report).splitlines()[0], "ok")
 
     def _on_session_change(self, kind: Change) -> None:
         if kind is Change.MODEL:  # peft wrapped or merged the model, or the task changed: a new object to show
@@ -180,6 +180,7 @@ class LayerFreezer:
             self._filter_rows = []
             self.filtered.children = []
             self.root.widget.layout.display = "flex"
+            self.message.value = ""  # the match count belonged to the filter just cleared
             return
         hits = [(n, m) for n, m in self.session.model.named_modules() if n and text in n][:200]
         self._filter_rows = [_Row(self, n, m, full_name=True) for n, m in hits]  # six "query" rows need their paths
@@ -195,7 +196,7 @@ class LayerFreezer:
         try:
             selection = self.session.select(text)
         except NbtuneError as exc:
-            self.preview.value = f"<span style='color:#b00'>{esc(exc)}</span>"
+            self.preview.value = coloured(str(exc), "error")
             return
         params = dict(self.session.model.named_parameters())
         count = sum(param_numel(params[n]) for n in selection.params if n in params)

@@ -58,7 +58,9 @@ class LossPlot:
             ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if steps or evals:
-            ax.legend(loc="upper right", fontsize=8)
+            # "best" keeps the legend off the curves and eval points; it costs a search, so live redraws keep a
+            # fixed corner and the final picture gets the search
+            ax.legend(loc="best" if fitted else "upper right", fontsize=8, framealpha=0.7)
         if extra:
             side = fig.add_subplot(1, 2, 2)
             for name in extra:

@@ -1,0 +1,143 @@
+"""nbtune in a real browser: JupyterLab 4 and Notebook 7 on 127.0.0.1, Debian's chromium driven by Playwright.
+
+The quickstart runs through the Run menu; the freezing widget's checkboxes and the adapter panel's button are
+clicked with the mouse and the kernel's model is checked; Stop is clicked mid-run; the saved notebook must keep
+the static pictures; the browser console must stay free of errors from nbtune's outputs. Screenshots land in
+test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from browser_helpers import copy_notebook, jupyter_server, open_notebook, require_browser
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _browser():
+    require_browser()
+
+
+def _write(folder: Path, name: str, cells: list[str]) -> tuple[str, int]:
+    """A notebook of ``cells`` with a kernel spec, so the page opens it without asking which kernel to start."""
+    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells],
+                                  metadata={"kernelspec": kernelspec})
+    nbformat.write(nb, folder / name)
+    return name, len(cells)
+
+
+def _saved_outputs(path: Path) -> list[dict]:
+    return [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_quickstart_runs_in_the_browser_and_saves_its_pictures(app, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    copy_notebook(ROOT / "notebooks" / "quickstart.ipynb", root, {"EPOCHS": 1})
+    cells = len(nbformat.read(root / "quickstart.ipynb", 4).cells)
+    with jupyter_server(app, root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
+        with open_notebook(base, token, app, "quickstart.ipynb", cells) as nb:
+            seconds = nb.run_all()
+            assert not [e for e in nb.errors_in_outputs() if "Error" in e or "Traceback" in e], nb.errors_in_outputs()
+            curves = nb.page.locator("img[alt$='loss curves']")
+            assert curves.count() >= 1  # the live dashboard was replaced by its final picture
+            nb.shoot(curves.first, "dashboard")
+            freezer = nb.page.locator(".jp-OutputArea-output:has(.widget-checkbox)").last
+            nb.shoot(freezer, "freezer")
+            nb.save()
+            assert nb.new_console_errors() == []
+    print(f"{app}: quickstart ran in {seconds:.1f} s")
+    saved = _saved_outputs(root / "quickstart.ipynb")
+    htmls = ["".join(o["data"]["text/html"]) for o in saved if "text/html" in o.get("data", {})]
+    assert any("nbtune-dashboard" in h and "data:image/png" in h for h in htmls)  # the final curves, saved
+    assert any("nbtune-freezer" in h for h in htmls)  # the freezing widget's static picture beside its view
+    assert not any("image/png" in o.get("data", {}) for o in saved)  # one copy of each image
+
+
+def test_freezer_checkboxes_and_adapter_panel_change_the_kernel_model(tmp_path, tiny_dirs):
+    root = tmp_path / "root"
+    root.mkdir()
+    name, cells = _write(root, "clicks.ipynb", [
+        f"import nbtune\nfrom nbtune.ui import AdapterPanel, LayerFreezer\n"
+        f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)\n"
+        "s.freeze('all')\nw = LayerFreezer(s)\nw",
+        "print('TRAINABLE', s.summary().trainable)",
+        "panel = AdapterPanel(s)\npanel",
+        "print('ADAPTERS', [a.name for a in s.adapters], s.summary().trainable)",
+    ])
+    with jupyter_server("lab", root, env=ENV) as (base, token):
+        with open_notebook(base, token, "lab", name, cells) as nb:
+            nb.run_cell(0)
+            widget = nb.output(0)
+            classifier = nb.freezer_row(0, "classifier")
+            classifier.locator("input[type=checkbox]").click()  # tick: train the head
+            nb.run_cell(1)
+            assert nb.output_text(1).split() == ["TRAINABLE", "66"]
+            nb.shoot(widget, "ticked-head")
+            classifier.locator("input[type=checkbox]").click()  # untick: frozen again
+            nb.run_cell(1)
+            assert nb.output_text(1).split() == ["TRAINABLE", "0"]
+            bert_row = nb.freezer_row(0, "bert")
+            bert_row.locator("button").click()  # open the row: its children appear
+            embeddings = nb.freezer_row(0, "embeddings")
+            embeddings.locator("input[type=checkbox]").click()
+            nb.run_cell(1)
+            assert int(nb.output_text(1).split()[1]) > 0
+            nb.shoot(widget, "ticked-embeddings")
+            nb.run_cell(2)
+            nb.output(2).locator("button:has-text('Attach')").click()
+            nb.page.wait_for_selector("text=attached default", timeout=30_000)
+            nb.run_cell(3)
+            assert nb.output_text(3).startswith("ADAPTERS ['default']")
+            nb.shoot(nb.output(2), "adapter-panel")
+            assert nb.new_console_errors() == []
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_stop_button_ends_a_busy_cell_within_five_seconds(app, tmp_path, tiny_dirs):
+    root = tmp_path / "root"
+    root.mkdir()
+    name, cells = _write(root, "stop.ipynb", [
+        f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
+        "from nbtune.core.training.events import StepEnded\n"
+        f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)\n"
+        "def pace(event, control):\n    if isinstance(event, StepEnded):\n        time.sleep(0.05)\n"
+        "run = s.train(toy_rows(3200), epochs=1, batch_size=8, callbacks=[pace])",
+        "print('RESULT', run.reason, '|', run.steps, '|', len(s.history.losses()))",
+    ])
+    with jupyter_server(app, root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
+        with open_notebook(base, token, app, name, cells) as nb:
+            nb.run_cell(0, wait=False)
+            stop = nb.output(0).locator("button:has-text('Stop')")
+            stop.wait_for(timeout=120_000)
+            nb.page.wait_for_function(
+                "() => /step [3-9]|step \\d\\d/.test(document.querySelector('.jp-Notebook').innerText)", timeout=60_000)
+            busy = nb.kernel_status()
+            nb.shoot(nb.output(0), "before-stop")
+            clicked = time.monotonic()
+            stop.click()
+            nb.page.wait_for_function(
+                "() => /\\[\\d+\\]/.test(document.querySelectorAll('.jp-Notebook .jp-Cell')[0]"
+                ".querySelector('.jp-InputPrompt').textContent)", timeout=30_000)
+            seconds = time.monotonic() - clicked
+            nb.shoot(nb.output(0), "after-stop")
+            nb.run_cell(1)
+            result = nb.output_text(1).strip().split(" | ")
+            assert nb.new_console_errors() == []
+    print(f"{app}: the cell ended {seconds:.2f} s after the click")
+    assert busy == "busy"  # the page showed the kernel busy during the first training of the kernel
+    assert seconds < 5
+    assert result[0] == "RESULT stopped by the Stop button" and 0 < int(result[1]) < 400 and result[1] == result[2]
