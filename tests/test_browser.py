@@ -141,3 +141,29 @@ def test_stop_button_ends_a_busy_cell_within_five_seconds(app, tmp_path, tiny_di
     assert busy == "busy"  # the page showed the kernel busy during the first training of the kernel
     assert seconds < 5
     assert result[0] == "RESULT stopped by the Stop button" and 0 < int(result[1]) < 400 and result[1] == result[2]
+
+
+def test_a_page_reloaded_mid_run_shows_the_final_picture(tmp_path, tiny_dirs):
+    """Reloading the page during training loses the output's display id, so the final replacement never arrives;
+    the dashboard widget, redrawn from the kernel after the reload, shows the final curves itself."""
+    root = tmp_path / "root"
+    root.mkdir()
+    name, cells = _write(root, "reload.ipynb", [
+        f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
+        "from nbtune.core.training.events import StepEnded\n"
+        f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)\n"
+        "def pace(event, control):\n    if isinstance(event, StepEnded):\n        time.sleep(0.05)\n"
+        "run = s.train(toy_rows(480), epochs=1, batch_size=8, callbacks=[pace])",
+    ])
+    with jupyter_server("lab", root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
+        with open_notebook(base, token, "lab", name, cells) as nb:
+            nb.run_cell(0, wait=False)
+            nb.output(0).locator("button:has-text('Stop')").wait_for(timeout=120_000)
+            nb.save()  # what an autosave does: the page that comes back shows the output it saved
+            nb.page.reload()
+            nb.wait_ready(cells, timeout=120)  # idle: the run has ended meanwhile or ends while we wait
+            curves = nb.output(0).locator("img[alt$='loss curves']")
+            curves.wait_for(timeout=60_000)
+            nb.shoot(nb.output(0), "after-reload")
+            assert "completed at step 60" in nb.output_text(0)
+            assert nb.new_console_errors() == []

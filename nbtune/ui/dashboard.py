@@ -186,6 +186,11 @@ class TrainingDashboard:
         self.widgets["bar"].bar_style = "success" if good else "danger"
         self.widgets["stop"].disabled = True
         self.final_bundle = self.static_bundle(f"{reason} at step {event.step}")
+        import ipywidgets as w
+
+        # The widget itself shows the final picture too: a page reloaded during the run has lost the output's
+        # display id (the frontend never gets the replacement below) but redraws the live widget from the kernel.
+        self.widgets["box"].children = (w.HTML(self.final_bundle["text/html"]),)
         if self.handle is not None:
             # Replace the live widget by a static picture: it survives saving and widget-less viewers.
             self.handle.update(self.final_bundle, raw=True)
