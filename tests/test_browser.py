@@ -38,6 +38,15 @@ def _write(folder: Path, name: str, cells: list[str]) -> tuple[str, int]:
     return name, len(cells)
 
 
+def _paced_training(model_dir: Path, rows: int) -> str:
+    """A cell training the tiny BERT on ``rows`` toy rows (batch 8) with the live dashboard, 50 ms per step."""
+    return (f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
+            "from nbtune.core.training.events import StepEnded\n"
+            f"s = nbtune.load({str(model_dir)!r}, task='text-classification', num_labels=2)\n"
+            "def pace(event, control):\n    if isinstance(event, StepEnded):\n        time.sleep(0.05)\n"
+            f"run = s.train(toy_rows({rows}), epochs=1, batch_size=8, callbacks=[pace])")
+
+
 def _saved_outputs(path: Path) -> list[dict]:
     return [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
 
@@ -111,12 +120,7 @@ def test_stop_button_ends_a_busy_cell_within_five_seconds(app, tmp_path, tiny_di
     root = tmp_path / "root"
     root.mkdir()
     name, cells = _write(root, "stop.ipynb", [
-        f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
-        "from nbtune.core.training.events import StepEnded\n"
-        f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)\n"
-        "def pace(event, control):\n    if isinstance(event, StepEnded):\n        time.sleep(0.05)\n"
-        "run = s.train(toy_rows(3200), epochs=1, batch_size=8, callbacks=[pace])",
-        "print('RESULT', run.reason, '|', run.steps, '|', len(s.history.losses()))",
+        _paced_training(tiny_dirs["bert"], 3200), "print('RESULT', run.reason, '|', run.steps, '|', len(s.history.losses()))",
     ])
     with jupyter_server(app, root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
         with open_notebook(base, token, app, name, cells) as nb:
@@ -148,13 +152,7 @@ def test_a_page_reloaded_mid_run_shows_the_final_picture(tmp_path, tiny_dirs):
     the dashboard widget, redrawn from the kernel after the reload, shows the final curves itself."""
     root = tmp_path / "root"
     root.mkdir()
-    name, cells = _write(root, "reload.ipynb", [
-        f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\nimport nbtune\nfrom training_helpers import toy_rows\n"
-        "from nbtune.core.training.events import StepEnded\n"
-        f"s = nbtune.load({str(tiny_dirs['bert'])!r}, task='text-classification', num_labels=2)\n"
-        "def pace(event, control):\n    if isinstance(event, StepEnded):\n        time.sleep(0.05)\n"
-        "run = s.train(toy_rows(480), epochs=1, batch_size=8, callbacks=[pace])",
-    ])
+    name, cells = _write(root, "reload.ipynb", [_paced_training(tiny_dirs["bert"], 480)])
     with jupyter_server("lab", root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
         with open_notebook(base, token, "lab", name, cells) as nb:
             nb.run_cell(0, wait=False)

@@ -47,29 +47,15 @@ def _transformers_quiet():
 
 
 @contextlib.contextmanager
-def _datasets_quiet():
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
+def _bars_off(module):
+    """``module``'s progress bars off (datasets, huggingface_hub: the same three switches), then as they were."""
+    was_disabled = module.are_progress_bars_disabled()
+    module.disable_progress_bars()
     try:
         yield
     finally:
         if not was_disabled:
-            datasets.enable_progress_bars()
-
-
-@contextlib.contextmanager
-def _hub_quiet():
-    from huggingface_hub import utils as hub_utils
-
-    was_disabled = hub_utils.are_progress_bars_disabled()
-    hub_utils.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            hub_utils.enable_progress_bars()
+            module.enable_progress_bars()
 
 
 @contextlib.contextmanager
@@ -77,9 +63,11 @@ def quiet_dependencies():
     """Run the block with the dependencies' progress bars, logs and deprecation warnings held back."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(_transformers_quiet())
-        stack.enter_context(_hub_quiet())
+        from huggingface_hub import utils as hub_utils
+
+        stack.enter_context(_bars_off(hub_utils))
         if "datasets" in sys.modules:  # only switched when loaded: importing it costs a second
-            stack.enter_context(_datasets_quiet())
+            stack.enter_context(_bars_off(sys.modules["datasets"]))
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
