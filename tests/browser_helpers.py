@@ -90,6 +90,25 @@ def jupyter_server(app: str, root_dir: Path, env: dict[str, str] | None = None):
         log.close()
 
 
+CONTRAST_JS = """() => {
+  const rgba = s => { const v = (s.match(/[\\d.]+/g) || []).map(Number); return v.length === 3 ? [...v, 1] : v; };
+  const lum = ([r, g, b]) => { const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = el => { for (; el; el = el.parentElement) { const c = rgba(getComputedStyle(el).backgroundColor);
+      if (c.length === 4 && c[3] > 0) return c; } return [255, 255, 255, 1]; };
+  let worst = [99, ''];
+  for (const el of document.querySelectorAll('.jp-OutputArea [style*="color"]')) {
+    if (!el.textContent.trim() || !/(^|;)\\s*color\\s*:/.test(el.getAttribute('style'))) continue;
+    const bg = background(el), fg = rgba(getComputedStyle(el).color);
+    const seen = fg.slice(0, 3).map((c, i) => fg[3] * c + (1 - fg[3]) * bg[i]);  // a translucent colour over its background
+    const a = lum(seen), b = lum(bg);
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < worst[0]) worst = [ratio, el.textContent.trim().slice(0, 60)];
+  }
+  return worst;
+}"""
+
+
 class NotebookPage:
     """One open notebook in JupyterLab or Notebook 7: run cells through the menus, read outputs, click widgets,
     take screenshots; console errors are collected in ``console_errors``."""
@@ -180,6 +199,11 @@ class NotebookPage:
 
         label_html = self.page.locator(".widget-html", has_text=re.compile(rf"^\s*{re.escape(label)}\b"))
         return self.output(index).locator(".widget-hbox").filter(has=label_html).first
+
+    def lowest_contrast(self) -> tuple[float, str]:
+        """The lowest WCAG contrast ratio between nbtune's coloured text (inline ``color:``) in the outputs and the
+        background it sits on, with that text: the colours must stay readable in the light and the dark theme."""
+        return tuple(self.page.evaluate(CONTRAST_JS))
 
     def shoot(self, locator, label: str) -> Path:
         """A screenshot of one element (an output, a widget), scrolled into view."""

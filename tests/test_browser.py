@@ -66,6 +66,15 @@ def test_quickstart_runs_in_the_browser_and_saves_its_pictures(app, tmp_path):
             nb.shoot(curves.first, "dashboard")
             freezer = nb.page.locator(".jp-OutputArea-output:has(.widget-checkbox)").last
             nb.shoot(freezer, "freezer")
+            nb.shoot(nb.page.locator(".nbtune-tree").first, "layer-tree")  # one table: columns align at every depth
+            light = nb.lowest_contrast()
+            if app == "lab":  # the same outputs under JupyterLab's dark theme
+                nb.menu("Settings", "Theme", "JupyterLab Dark")
+                nb.page.wait_for_timeout(1500)
+                nb.shoot(freezer, "freezer-dark")
+                dark = nb.lowest_contrast()
+                assert dark[0] >= 4.5, dark
+            assert light[0] >= 4.5, light
             nb.save()
             assert nb.new_console_errors() == []
     print(f"{app}: quickstart ran in {seconds:.1f} s")

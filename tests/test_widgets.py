@@ -7,7 +7,7 @@ import torch
 
 import nbtune
 from nbtune.core.training.events import StepEnded
-from nbtune.render.format import COLOURS
+from nbtune.render.format import BADGES
 from nbtune.ui import AdapterPanel, LayerFreezer, TrainingDashboard
 
 from training_helpers import toy_rows
@@ -155,7 +155,7 @@ def test_adapter_panel_shows_errors_and_changes_nothing(cnn):
     panel.method.value = "prompt"
     model = s.model
     panel.attach_button.click()
-    assert COLOURS["error"] in panel.result.value and s.model is model and s.adapters == []
+    assert BADGES["error"] in panel.result.value and s.model is model and s.adapters == []
 
 
 def test_dashboard_stop_and_static_output(bert, monkeypatch):

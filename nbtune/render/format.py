@@ -34,15 +34,27 @@ def pct(part: int | float, whole: int | float) -> str:
     return f"{value:.2f}%" if value >= 0.01 else f"{value:.2g}%"
 
 
-# Message colours through JupyterLab's theme variables (so a dark theme keeps its contrast), with fallbacks of at
-# least 4.5:1 on white for nbconvert output, VS Code and Colab.
-COLOURS = {"error": "var(--jp-error-color1, #c62828)", "ok": "var(--jp-success-color1, #1a7f37)",
-           "muted": "var(--jp-ui-font-color2, #616161)"}
+# Colour that stays readable in light and dark themes (JupyterLab, Notebook, VS Code, Colab): a state or outcome is
+# a small badge, white on a colour of >= 5:1 contrast, which carries its own background; other text keeps the
+# theme's own font colours (MUTED adapts to the theme, with a fallback of 6:1 on white).
+BADGES = {"ok": "#1a7f37", "error": "#b3261e", "warn": "#a04f00"}
+MUTED = "var(--jp-content-font-color1, #424242)"  # color2 is 4.5:1 at best: too faint
 
 
-def coloured(text: str, kind: str) -> str:
-    """``text`` (escaped here) in a span of message colour ``kind``: error, ok or muted."""
-    return f"<span style='color:{COLOURS[kind]}'>{esc(text)}</span>"
+def badge(text: str, kind: str) -> str:
+    """``text`` (escaped here) as a badge of kind ok, error or warn."""
+    return (f"<span style='background:{BADGES[kind]};color:#fff;padding:0 0.35em;border-radius:3px'>"
+            f"{esc(text)}</span>")
+
+
+def muted(text: str) -> str:
+    """``text`` (escaped here) in the theme's secondary font colour."""
+    return f"<span style='color:{MUTED}'>{esc(text)}</span>"
+
+
+def message(text: str, kind: str) -> str:
+    """A one-line outcome: a badge saying which (done, error) and the text in the theme's own colour."""
+    return f"{badge('error' if kind == 'error' else 'done', kind)} {esc(text)}"
 
 
 def esc(value: object) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import esc, human_count
+from .format import badge, esc, human_count, muted
 
 _MARK = {"all": "yes", "none": "no", "partial": "part"}
 
@@ -42,10 +42,11 @@ def tree_text(tree) -> str:
     return "\n".join([fmt(headers)] + [fmt(r) for r in rows])
 
 
-# Colours through JupyterLab's theme variables (light and dark themes keep >= 4.5:1 contrast); the fallbacks
-# are for nbconvert output, VS Code and Colab, on white.
-STATE_COLOURS = {"all": "var(--jp-success-color0, #1a7f37)", "none": "var(--jp-ui-font-color2, #616161)",
-                 "partial": "var(--jp-warn-color0, #a04f00)"}
+def state_mark(state: str, text: str) -> str:
+    """How a trainable state reads in HTML: a green badge (all trains), an amber one (part of it), muted (frozen)."""
+    return {"all": lambda: badge(text, "ok"), "partial": lambda: badge(text, "warn"), "none": lambda: muted(text)}[state]()
+
+
 _CELL = "padding:1px 0.8em 1px 0;white-space:nowrap;vertical-align:top;text-align:left"
 
 
@@ -54,11 +55,12 @@ def _row_html(r, title: str, base: int) -> str:
     typ = esc(f"{r.folded} x {r.type}" if r.folded else r.type)
     state = r.trainable_state
     train = human_count(r.trainable) if state == "partial" else _MARK[state]
+    train = state_mark(state, train)
     indent = 1.2 * (r.depth - base)
     return (
         f'<tr title="{esc(r.name or title)}"><td style="{_CELL};padding-left:{indent:.1f}em">{label}</td>'
         f'<td style="{_CELL}">{typ}</td><td style="{_CELL};text-align:right">{human_count(r.total_params)}</td>'
-        f'<td style="{_CELL};color:{STATE_COLOURS[state]}">{train}</td><td style="{_CELL}">{esc(_shapes(r))}</td></tr>'
+        f'<td style="{_CELL}">{train}</td><td style="{_CELL}">{esc(_shapes(r))}</td></tr>'
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.adapters import all_methods, get_method
 from ..core.errors import NbtuneError
-from ..render.format import COLOURS, coloured, esc, human_count
+from ..render.format import esc, human_count, message
 from .display import show_widget, update_widget
 
 _QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
@@ -156,10 +156,10 @@ class AdapterPanel:
         try:
             info = s.add_adapter(self.method.value, name=name, **self.settings())
         except NbtuneError as exc:
-            self.result.value = coloured(str(exc), "error")
+            self.result.value = message(str(exc), "error")
             return
         summary = s.summary()
         if self.handle is not None:
             update_widget(self.handle, self.widget, self.static_bundle())
-        self.result.value = (f"<span style='color:{COLOURS['ok']}'>attached {esc(info.name)}: {esc(info.method)}, "
-                             f"{info.params:,} parameters; {summary.trainable:,} of {summary.total:,} trainable</span>")
+        self.result.value = message(f"attached {info.name}: {info.method}, {info.params:,} parameters; "
+                                    f"{summary.trainable:,} of {summary.total:,} trainable", "ok")

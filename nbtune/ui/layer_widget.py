@@ -15,8 +15,8 @@ from ..core.architecture import is_shadow_param
 from ..core.changes import Change
 from ..core.errors import NbtuneError
 from ..core.params import param_numel
-from ..render.format import coloured, esc, human_count
-from ..render.tree import STATE_COLOURS
+from ..render.format import esc, human_count, message, muted
+from ..render.tree import state_mark
 from .display import show_widget, update_widget
 
 
@@ -87,8 +87,7 @@ class _Row:
         shown_name = shown_name or type(self.module).__name__
         shown = {"all": "trainable", "none": "frozen", "partial": f"partly: {human_count(trainable)}"}[state]
         self.label.value = (f"<span style='font-family:monospace'>{esc(shown_name)}</span> "
-                            f"<span style='color:{STATE_COLOURS['none']}'>{esc(type(self.module).__name__)}, "
-                            f"{human_count(total)}</span> <span style='color:{STATE_COLOURS[state]}'>{shown}</span>")
+                            f"{muted(f'{type(self.module).__name__}, {human_count(total)}')} {state_mark(state, shown)}")
         for child in self.children or []:
             child.refresh()
 
@@ -144,16 +143,16 @@ class LayerFreezer:
     # -- actions (all through the public Session API) ------------------------------------------------
     def apply(self, action: str, selector: str, row: _Row | None) -> None:
         if not selector:
-            self.message.value = coloured("Type a selector first.", "error")
+            self.message.value = message("Type a selector first.", "error")
             return
         try:
             report = getattr(self.session, action)(selector)
         except NbtuneError as exc:
-            self.message.value = coloured(str(exc), "error")
+            self.message.value = message(str(exc), "error")
             if row is not None:
                 row.refresh()
             return
-        self.message.value = coloured(repr(report).splitlines()[0], "ok")
+        self.message.value = message(repr(report).splitlines()[0], "ok")
 
     def _on_session_change(self, kind: Change) -> None:
         if kind is Change.MODEL:  # peft wrapped or merged the model, or the task changed: a new object to show
@@ -196,7 +195,7 @@ class LayerFreezer:
         try:
             selection = self.session.select(text)
         except NbtuneError as exc:
-            self.preview.value = coloured(str(exc), "error")
+            self.preview.value = message(str(exc), "error")
             return
         params = dict(self.session.model.named_parameters())
         count = sum(param_numel(params[n]) for n in selection.params if n in params)
