@@ -241,6 +241,15 @@ def open_notebook(base: str, token: str, app: str, name: str, cells: int, width:
             browser.close()
 
 
+def shoot_page(locator, label: str) -> Path:
+    """A screenshot of one element of any page (an exported notebook) into the artifacts folder."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{label}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
 def copy_notebook(source: Path, folder: Path, parameters: dict | None = None) -> Path:
     """A copy of ``source`` in ``folder`` with ``parameters`` injected after its parameters cell."""
     import nbformat

@@ -47,6 +47,30 @@ def _paced_training(model_dir: Path, rows: int) -> str:
             f"run = s.train(toy_rows({rows}), epochs=1, batch_size=8, callbacks=[pace])")
 
 
+def _check_export(notebook: Path, folder: Path) -> None:
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import sync_playwright
+
+    from browser_helpers import CHROMIUM, CHROMIUM_ARGS, shoot_page
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, 4))
+    page_file = folder / "export.html"
+    page_file.write_text(body)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(page_file.as_uri())
+            curves = page.locator("img[alt$='loss curves']")
+            assert curves.count() >= 1 and curves.first.evaluate("img => img.naturalWidth") > 0
+            freezer = page.locator(".nbtune-freezer").first
+            assert freezer.is_visible() and "trainable" in freezer.inner_text()
+            shoot_page(freezer, "export-freezer")
+            shoot_page(curves.first, "export-dashboard")
+        finally:
+            browser.close()
+
+
 def _saved_outputs(path: Path) -> list[dict]:
     return [o for c in json.loads(path.read_text())["cells"] for o in c.get("outputs", [])]
 
@@ -78,6 +102,8 @@ def test_quickstart_runs_in_the_browser_and_saves_its_pictures(app, tmp_path):
             nb.save()
             assert nb.new_console_errors() == []
     print(f"{app}: quickstart ran in {seconds:.1f} s")
+    if app == "lab":  # the saved notebook as nbconvert's HTML, opened in the browser: the pictures show
+        _check_export(root / "quickstart.ipynb", tmp_path)
     saved = _saved_outputs(root / "quickstart.ipynb")
     htmls = ["".join(o["data"]["text/html"]) for o in saved if "text/html" in o.get("data", {})]
     assert any("nbtune-dashboard" in h and "data:image/png" in h for h in htmls)  # the final curves, saved

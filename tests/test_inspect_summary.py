@@ -193,3 +193,13 @@ def test_memory_estimate_bf16_stores_smaller_activations(bert):
 def test_frozen_model_needs_no_activation_memory(bert):
     bert.freeze("all")
     assert bert.summary(batch_size=64, seq_len=256).memory.activations == 0
+
+
+def test_a_head_trained_through_modules_to_save_reads_all_trainable(bert):
+    """peft keeps a frozen backup of a head it trains (classifier.original_module): the tree's state counts what
+    can train, so the head reads 'all' (yes), not 'partial' at 50%."""
+    bert.add_lora(r=2)
+    tree = bert.layers()
+    head = next(r for r in tree if r.type == "ModulesToSaveWrapper")
+    assert head.trainable * 2 == head.total_params and head.trainable_state == "all"
+    assert ">yes<" in tree._repr_html_().split(f'title="{head.name}"')[1].split("</tr>")[0]

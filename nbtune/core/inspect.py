@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .architecture import block_lists
+from .architecture import block_lists, is_shadow_param
 from .params import param_numel
 
 
@@ -30,6 +30,11 @@ class ModuleInfo:
     device: str = ""
     n_children: int = 0
     folded: int = 0
+    trainable_capacity: int | None = None  # parameters that can train: all but peft's frozen head backup
+
+    @property
+    def _capacity(self) -> int:
+        return self.total_params if self.trainable_capacity is None else self.trainable_capacity
 
     @property
     def short_name(self) -> str:
@@ -37,10 +42,11 @@ class ModuleInfo:
 
     @property
     def trainable_state(self) -> str:
-        """'all', 'none' or 'partial': the checkbox state of this module."""
+        """'all', 'none' or 'partial': the checkbox state of this module (a head peft trains through
+        ``modules_to_save`` is 'all' when its live copy trains: its frozen backup never does)."""
         if self.total_params == 0 or self.trainable == 0:
             return "none"
-        return "all" if self.trainable == self.total_params else "partial"
+        return "all" if self.trainable >= self._capacity else "partial"
 
 
 def _describe(values: set[str]) -> str:
@@ -52,7 +58,8 @@ def module_rows(model: nn.Module) -> list[ModuleInfo]:
     rows = []
     for name, module in model.named_modules():
         own = list(module.named_parameters(recurse=False))
-        subtree = list(module.parameters())
+        named = list(module.named_parameters(prefix=name))
+        subtree = [p for _, p in named]
         rows.append(ModuleInfo(
             name=name,
             type=type(module).__name__,
@@ -64,6 +71,7 @@ def module_rows(model: nn.Module) -> list[ModuleInfo]:
             dtype=_describe({str(p.dtype).replace("torch.", "") for p in subtree}),
             device=_describe({str(p.device) for p in subtree}),
             n_children=sum(1 for _ in module.children()),
+            trainable_capacity=sum(param_numel(p) for n, p in named if not is_shadow_param(n)),
         ))
     return rows
 
@@ -93,6 +101,7 @@ def _fold(model: nn.Module, rows: list[ModuleInfo]) -> list[ModuleInfo]:
             depth=rest[0].depth,
             total_params=sum(r.total_params for r in rest),
             trainable=sum(r.trainable for r in rest),
+            trainable_capacity=sum(r._capacity for r in rest),
             dtype=_describe({d for r in rest for d in r.dtype.split(",") if d}),
             device=_describe({d for r in rest for d in r.device.split(",") if d}),
             n_children=rest[0].n_children,
