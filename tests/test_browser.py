@@ -147,7 +147,22 @@ def test_freezer_checkboxes_and_adapter_panel_change_the_kernel_model(tmp_path, 
             nb.run_cell(3)
             assert nb.output_text(3).startswith("ADAPTERS ['default']")
             nb.shoot(nb.output(2), "adapter-panel")
+            # with a kernel the page shows the widgets, not their pictures
+            assert not nb.output(0).locator(".nbtune-freezer").is_visible()
+            assert widget.locator(".widget-checkbox").first.is_visible()
             assert nb.new_console_errors() == []
+            nb.save()
+            nb.menu("Kernel", "Shut Down Kernel")
+            nb.page.wait_for_timeout(2000)
+            nb.page.reload()  # the notebook as it is reopened later: no kernel, no widget models
+            nb.page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell').length >= 4",
+                                      timeout=60_000)
+            nb.page.wait_for_timeout(4000)  # the widget manager gives up on the models after about 2 s
+            nb.shoot(nb.output(0), "reopened-freezer")
+            text = nb.page.locator(".jp-Notebook").inner_text()
+            assert "Error displaying widget" not in text
+            assert nb.output(0).locator(".nbtune-freezer").is_visible()  # the picture instead
+            assert nb.output(2).locator(".nbtune-adapters").is_visible()
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"])

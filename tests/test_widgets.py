@@ -99,21 +99,27 @@ def test_a_trained_head_under_lora_reads_trainable_and_clicks_work(bert):
     assert head.state == "all" and "unfroze 0" not in w.message.value
 
 
-def test_displayed_widgets_carry_a_static_picture_that_follows_the_model(bert, shell, monkeypatch):
+def test_live_widgets_are_followed_by_a_picture_that_follows_the_model(bert, shell, monkeypatch):
+    """The freezer and the panel: a widget output, then a picture output (display id) kept in step with the model;
+    CSS in each decides which one a page shows (the widget with a kernel, the picture without)."""
     published = []  # what the kernel would send: the bundle and its display id (the shell makes display() publish)
     monkeypatch.setattr(shell.display_pub, "publish",
                         lambda data, metadata=None, **kw: published.append((data, kw.get("transient") or {})))
     w = LayerFreezer(bert)
     w._ipython_display_()
-    data, transient = published[-1]
+    (view, _), (picture, transient) = published[-2:]
     widget_view = "application/vnd.jupyter.widget-view+json"
-    assert data[widget_view]["model_id"] == w.widget.model_id and transient.get("display_id")
-    assert "nbtune-tree" in data["text/html"] and "VBox(" not in data["text/plain"]
-    assert "trainable" in data["text/plain"]
-    before = data["text/html"]
+    assert view[widget_view]["model_id"] == w.handle.holder.model_id and "live in a kernel" in view["text/plain"]
+    assert widget_view not in picture and transient.get("display_id")
+    key = w.handle.picture
+    assert f"class='{key}'" in picture["text/html"] and "nbtune-tree" in picture["text/html"]
+    assert f":has(.{key})" in w.handle.holder.children[0].value  # the live widget hides the picture
+    assert "VBox(" not in picture["text/plain"] and "trainable" in picture["text/plain"]
+    before = picture["text/html"]
     w.row("bert.encoder").checkbox.value = False
     updated, again = published[-1]
     assert again["display_id"] == transient["display_id"] and updated["text/html"] != before  # same output, new picture
+    assert f"class='{key}'" in updated["text/html"]
     panel = AdapterPanel(bert)
     panel._ipython_display_()
     assert "nothing attached yet" in published[-1][0]["text/plain"]

@@ -13,7 +13,7 @@ from typing import Any
 from ..core.adapters import all_methods, get_method
 from ..core.errors import NbtuneError
 from ..render.format import esc, human_count, message
-from .display import show_widget, update_widget
+from .display import WidgetPicture
 
 _QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
 
@@ -82,7 +82,7 @@ class AdapterPanel:
         self._layout()
 
     def _ipython_display_(self) -> None:
-        self.handle = show_widget(self.widget, self.static_bundle())
+        self.handle = WidgetPicture(self.widget, self.static_bundle(), "adapter form (live in a kernel); its picture follows")
 
     def static_bundle(self) -> dict[str, str]:
         """The picture a saved notebook keeps: the adapters attached so far, or the form's current choice."""
@@ -160,6 +160,6 @@ class AdapterPanel:
             return
         summary = s.summary()
         if self.handle is not None:
-            update_widget(self.handle, self.widget, self.static_bundle())
+            self.handle.update(self.static_bundle())
         self.result.value = message(f"attached {info.name}: {info.method}, {info.params:,} parameters; "
                                     f"{summary.trainable:,} of {summary.total:,} trainable", "ok")

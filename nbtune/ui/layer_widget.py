@@ -17,7 +17,7 @@ from ..core.errors import NbtuneError
 from ..core.params import param_numel
 from ..render.format import esc, human_count, message, muted
 from ..render.tree import state_mark
-from .display import show_widget, update_widget
+from .display import WidgetPicture
 
 
 def _counts(name: str, module: nn.Module) -> tuple[int, int]:
@@ -131,7 +131,8 @@ class LayerFreezer:
         self._update_summary()
 
     def _ipython_display_(self) -> None:
-        self.handle = show_widget(self.widget, self.static_bundle())
+        self.handle = WidgetPicture(self.widget, self.static_bundle(),
+                                    "layer-freezing widget (live in a kernel); its picture follows")
 
     def static_bundle(self) -> dict[str, str]:
         """The picture a saved notebook keeps: the summary and the layer tree as they are now (HTML and text)."""
@@ -168,7 +169,7 @@ class LayerFreezer:
             row.refresh()
         self._update_summary()
         if self.handle is not None:  # keep the saved picture in step with the model
-            update_widget(self.handle, self.widget, self.static_bundle())
+            self.handle.update(self.static_bundle())
 
     def _update_summary(self) -> None:
         self.summary.value = self.session.summary(self.batch_size, self.seq_len)._repr_html_()
