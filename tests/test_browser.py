@@ -202,16 +202,22 @@ def test_a_page_reloaded_mid_run_shows_the_final_picture(tmp_path, tiny_dirs):
     the dashboard widget, redrawn from the kernel after the reload, shows the final curves itself."""
     root = tmp_path / "root"
     root.mkdir()
-    name, cells = _write(root, "reload.ipynb", [_paced_training(tiny_dirs["bert"], 480)])
+    name, cells = _write(root, "reload.ipynb", [_paced_training(tiny_dirs["bert"], 1280)])
     with jupyter_server("lab", root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
         with open_notebook(base, token, "lab", name, cells) as nb:
             nb.run_cell(0, wait=False)
             nb.output(0).locator("button:has-text('Stop')").wait_for(timeout=120_000)
             nb.save()  # what an autosave does: the page that comes back shows the output it saved
+            deadline = time.time() + 30
+            while "nbtune-dashboard" not in (root / name).read_text() and time.time() < deadline:
+                time.sleep(0.25)  # until the save has reached the disk
+            assert "application/vnd.jupyter.widget-view+json" in (root / name).read_text()  # saved mid-run
             nb.page.reload()
             nb.wait_ready(cells, timeout=120)  # idle: the run has ended meanwhile or ends while we wait
             curves = nb.output(0).locator("img[alt$='loss curves']")
-            curves.wait_for(timeout=60_000)
-            nb.shoot(nb.output(0), "after-reload")
-            assert "completed at step 60" in nb.output_text(0)
+            try:
+                curves.wait_for(timeout=60_000)
+            finally:
+                nb.shoot(nb.output(0), "after-reload")
+            assert "completed at step 160" in nb.output_text(0)
             assert nb.new_console_errors() == []
