@@ -220,3 +220,21 @@ def test_a_corrupt_safetensors_file_names_the_folder(tiny_dirs, tmp_path):
     (folder / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelLoadError, match=f"Could not load the weights in {folder}"):
         nbtune.load(folder, task="text-classification", num_labels=2)
+
+
+@pytest.mark.slow
+def test_a_merged_gguf_model_saves_as_safetensors_and_reloads_the_same(smollm_gguf, tmp_path):
+    """Was: merge() then save() raised transformers' "quantized with gguf and is not serializable"."""
+    s = nbtune.load(smollm_gguf, task="causal-lm")
+    assert any("de-quantized on load" in n for n in s.notes)
+    s.add_lora(r=2, targets=["q_proj"])
+    torch.nn.init.normal_(next(p for n, p in s.model.named_parameters() if "lora_B" in n), std=0.05)
+    ids = s.tokenizer("The cat sat on the", return_tensors="pt")["input_ids"]
+    s.merge()
+    with torch.no_grad():
+        expected = s.model(ids).logits
+    s.save(tmp_path / "merged")
+    assert any(p.suffix == ".safetensors" for p in (tmp_path / "merged").iterdir())
+    again = nbtune.load(tmp_path / "merged")
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(ids).logits, expected, rtol=1e-4, atol=1e-4)

@@ -42,6 +42,21 @@ class ModelSource:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _drop_spent_gguf_quantizer(model, notes: list[str]) -> None:
+    """A GGUF file loaded with its weights de-quantized (every parameter a plain float tensor, as on a CPU without
+    GGUF kernels) still carries transformers' GGUF quantizer, which makes ``save_pretrained`` refuse ("quantized
+    with gguf and is not serializable") even after a merge. Such a model is an ordinary float model: the
+    quantizer's own ``remove_quantization_config`` says so, and it then saves as safetensors."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is None or getattr(method, "value", method) != "gguf":
+        return
+    if all(p.dtype.is_floating_point for p in model.parameters()):
+        quantizer.remove_quantization_config(model)
+        notes.append("GGUF weights de-quantized on load: the model trains, merges and saves as an ordinary "
+                     "float model (safetensors)")
+
+
 def _dtype(value) -> torch.dtype | str:
     if value is None or isinstance(value, torch.dtype) or value == "auto":
         return value
@@ -364,6 +379,8 @@ def _load_model(
                 "holds a complete model (re-download or re-save it); a pickle file that fails to load may also be "
                 "unsafe, so prefer a safetensors copy."
             ) from None
+        if kind == "gguf":
+            _drop_spent_gguf_quantizer(model, notes)
         fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
                                                              for k in info.get("mismatched_keys") or []})
         if fresh:
