@@ -80,14 +80,12 @@ def install_cell(repository: str) -> str:
     )
 
 
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
 def static_copy(nb):
-    """``nb`` as a notebook to commit or share: no widget state (often 100+ KB), and widget outputs reduced to the
-    static picture they carry (nbtune's widgets put HTML and text beside the view), so a viewer without the
-    kernel shows the picture instead of "Error displaying widget: model not found". Returns ``nb`` (changed)."""
+    """``nb`` as a notebook to commit or share: no widget state (often 100+ KB) and no widget views, which no viewer
+    can draw without that state; nbtune's static pictures stay (the dashboard's final picture, the outputs that
+    follow the freezer and the adapter panel). Returns ``nb`` (changed)."""
+    from .ui.display import WIDGET_VIEW
+
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):

@@ -33,7 +33,8 @@ class ModuleInfo:
     trainable_capacity: int | None = None  # parameters that can train: all but peft's frozen head backup
 
     @property
-    def _capacity(self) -> int:
+    def capacity(self) -> int:
+        """Parameters under this module that can train (``trainable_counts``)."""
         return self.total_params if self.trainable_capacity is None else self.trainable_capacity
 
     @property
@@ -44,9 +45,22 @@ class ModuleInfo:
     def trainable_state(self) -> str:
         """'all', 'none' or 'partial': the checkbox state of this module (a head peft trains through
         ``modules_to_save`` is 'all' when its live copy trains: its frozen backup never does)."""
-        if self.total_params == 0 or self.trainable == 0:
-            return "none"
-        return "all" if self.trainable >= self._capacity else "partial"
+        return trainable_state(self.trainable, self.capacity)
+
+
+def trainable_counts(named_params) -> tuple[int, int]:
+    """(parameters that can train, parameters that train) among ``(name, parameter)`` pairs with full names.
+    peft's frozen backup of a head it trains (``classifier.original_module``) never trains, so it is left out: a
+    fully trained head counts as all trainable."""
+    live = [p for n, p in named_params if not is_shadow_param(n)]
+    return sum(param_numel(p) for p in live), sum(param_numel(p) for p in live if p.requires_grad)
+
+
+def trainable_state(trainable: int, capacity: int) -> str:
+    """'all', 'none' or 'partial' for ``trainable`` of ``capacity`` parameters (``trainable_counts``)."""
+    if capacity == 0 or trainable == 0:
+        return "none"
+    return "all" if trainable >= capacity else "partial"
 
 
 def _describe(values: set[str]) -> str:
@@ -71,7 +85,7 @@ def module_rows(model: nn.Module) -> list[ModuleInfo]:
             dtype=_describe({str(p.dtype).replace("torch.", "") for p in subtree}),
             device=_describe({str(p.device) for p in subtree}),
             n_children=sum(1 for _ in module.children()),
-            trainable_capacity=sum(param_numel(p) for n, p in named if not is_shadow_param(n)),
+            trainable_capacity=trainable_counts(named)[0],
         ))
     return rows
 
@@ -101,7 +115,7 @@ def _fold(model: nn.Module, rows: list[ModuleInfo]) -> list[ModuleInfo]:
             depth=rest[0].depth,
             total_params=sum(r.total_params for r in rest),
             trainable=sum(r.trainable for r in rest),
-            trainable_capacity=sum(r._capacity for r in rest),
+            trainable_capacity=sum(r.capacity for r in rest),
             dtype=_describe({d for r in rest for d in r.dtype.split(",") if d}),
             device=_describe({d for r in rest for d in r.device.split(",") if d}),
             n_children=rest[0].n_children,

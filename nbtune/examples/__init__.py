@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .public import load_public  # noqa: F401  (nbtune.examples.load_public: the tutorials' data)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -32,10 +34,3 @@ def reviews(split: bool = True, eval_fraction: float = 0.25, seed: int = 0):
     train = shuffled.drop(held.index)
     return train.reset_index(drop=True), held.reset_index(drop=True)
 
-
-def load_public(name: str, split: str = "train", n: int | None = None, verbose: bool = True):
-    """SST-2, WNUT-17, SciTLDR or GSM8K rows for the tutorials: from the hub, or a shipped sample offline
-    (see ``nbtune.examples.public``)."""
-    from .public import load_public as load
-
-    return load(name, split, n, verbose=verbose)

@@ -44,7 +44,8 @@ def tree_text(tree) -> str:
 
 def state_mark(state: str, text: str) -> str:
     """How a trainable state reads in HTML: a green badge (all trains), an amber one (part of it), muted (frozen)."""
-    return {"all": lambda: badge(text, "ok"), "partial": lambda: badge(text, "warn"), "none": lambda: muted(text)}[state]()
+    kind = {"all": "ok", "partial": "warn"}.get(state)
+    return badge(text, kind) if kind else muted(text)
 
 
 _CELL = "padding:1px 0.8em 1px 0;white-space:nowrap;vertical-align:top;text-align:left"

@@ -11,26 +11,13 @@ from typing import Any
 
 from torch import nn
 
-from ..core.architecture import is_shadow_param
 from ..core.changes import Change
 from ..core.errors import NbtuneError
+from ..core.inspect import trainable_counts, trainable_state
 from ..core.params import param_numel
 from ..render.format import esc, human_count, message, muted
 from ..render.tree import state_mark
 from .display import WidgetPicture
-
-
-def _counts(name: str, module: nn.Module) -> tuple[int, int]:
-    """Total and trainable parameters under ``module``, leaving out peft's frozen backup of a trained head
-    (``classifier.original_module``): it is never trained, so a fully trained head reads "trainable"."""
-    params = [p for n, p in module.named_parameters(prefix=name) if not is_shadow_param(n)]
-    return sum(param_numel(p) for p in params), sum(param_numel(p) for p in params if p.requires_grad)
-
-
-def _state(total: int, trainable: int) -> str:
-    if total == 0 or trainable == 0:
-        return "none"
-    return "all" if trainable == total else "partial"
 
 
 class _Row:
@@ -72,8 +59,8 @@ class _Row:
         self.owner.apply("unfreeze" if change["new"] else "freeze", self.selector, self)
 
     def refresh(self) -> None:
-        total, trainable = _counts(self.name, self.module)
-        state = _state(total, trainable)
+        total, trainable = trainable_counts(self.module.named_parameters(prefix=self.name))
+        state = trainable_state(trainable, total)
         self.state = state
         self.owner.updating = True
         try:
@@ -134,9 +121,9 @@ class LayerFreezer:
         self.handle = WidgetPicture(self.widget, self.static_bundle(),
                                     "layer-freezing widget (live in a kernel); its picture follows")
 
-    def static_bundle(self) -> dict[str, str]:
+    def static_bundle(self, summary=None) -> dict[str, str]:
         """The picture a saved notebook keeps: the summary and the layer tree as they are now (HTML and text)."""
-        summary = self.session.summary(self.batch_size, self.seq_len)
+        summary = summary or self.session.summary(self.batch_size, self.seq_len)
         tree = self.session.layers(depth=3)
         return {"text/html": f"<div class='nbtune-freezer'>{summary._repr_html_()}{tree._repr_html_()}</div>",
                 "text/plain": f"{summary!r}\n\n{tree!r}"}
@@ -167,12 +154,14 @@ class LayerFreezer:
         self.root.refresh()
         for row in self._filter_rows:
             row.refresh()
-        self._update_summary()
+        summary = self._update_summary()
         if self.handle is not None:  # keep the saved picture in step with the model
-            self.handle.update(self.static_bundle())
+            self.handle.update(self.static_bundle(summary))
 
-    def _update_summary(self) -> None:
-        self.summary.value = self.session.summary(self.batch_size, self.seq_len)._repr_html_()
+    def _update_summary(self):
+        summary = self.session.summary(self.batch_size, self.seq_len)
+        self.summary.value = summary._repr_html_()
+        return summary
 
     def _on_filter(self, change) -> None:
         text = change["new"].strip()

@@ -51,6 +51,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     checkpoints; afterwards this process loads the final weights and history back into ``session``.
     """
     from accelerate import notebook_launcher
+    from accelerate.utils import patch_environment
 
     from ..tasks.handlers import handler_for
     from .config import TrainConfig
@@ -98,7 +99,7 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
     started = time.monotonic()
     try:
-        with _environment(threads), contextlib.redirect_stdout(io.StringIO()):
+        with patch_environment(**threads), contextlib.redirect_stdout(io.StringIO()):
             notebook_launcher(worker, num_processes=processes)
     except ValueError as exc:  # accelerate refuses to launch; say what to do
         raise TrainingError(f"accelerate could not launch {processes} processes: {exc}") from None
@@ -118,21 +119,6 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
                      seconds=seconds, examples_per_s=steps * cfg.batch_size / max(seconds, 1e-9),
                      messages=[f"trained on {processes} processes; checkpoints in {folder}"], checkpoint=str(saved["path"]),
                      config=cfg.to_dict())
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    """Set environment variables for the processes about to be forked, and put the old values back."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 NOT_YET = (
