@@ -33,6 +33,14 @@ def tiny_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def chat_dir(tmp_path_factory) -> Path:
+    """A tiny Llama (hidden 64, tied embeddings) with a ChatML tokenizer: chat data, 4-bit loading, DPO."""
+    from tiny_models import make_chat_tokenizer
+
+    return save_tiny("chat", tmp_path_factory.mktemp("tiny") / "chat", make_chat_tokenizer())
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> str:
     import nbtune
 

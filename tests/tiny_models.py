@@ -59,6 +59,10 @@ def tiny_config(kind: str, vocab_size: int):
         return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
                            bos_token_id=2, eos_token_id=5, pad_token_id=0)
+    if kind == "chat":  # wide enough for bitsandbytes' 4-bit blocks (64 values) on every Linear
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                           bos_token_id=2, eos_token_id=5, pad_token_id=0, tie_word_embeddings=True)
     if kind == "t5":
         return T5Config(vocab_size=vocab_size, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2,
                         num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=5)
@@ -70,7 +74,29 @@ _ARCH = {
     "gpt2": "GPT2LMHeadModel",
     "llama": "LlamaForCausalLM",
     "t5": "T5ForConditionalGeneration",
+    "chat": "LlamaForCausalLM",
 }
+
+# ChatML, as SmolLM2 and Qwen write it, with {% generation %} marks so transformers can return the assistant mask
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ message['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_chat_tokenizer(folder: Path | None = None, template: str | None = CHATML):
+    """The SST-2 WordPiece tokenizer with ChatML's two special tokens and (unless ``template=None``) a chat
+    template: a stand-in for a chat model's tokenizer."""
+    tok = make_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.eos_token = "<|im_end|>" if template else "<eos>"
+    if template:
+        tok.chat_template = template
+    if folder is not None:
+        tok.save_pretrained(folder)
+    return tok
 
 
 def save_tiny(kind: str, folder: Path, tokenizer) -> Path:

@@ -34,6 +34,7 @@ from .architecture import (
 )
 from .errors import SelectorError, close_matches
 from .params import ParamIndex, param_numel
+from .quantize import is_quantized_param
 
 PRESETS = ("all", "head", "qkv", "top:N", "bitfit", "embeddings", "adapters")
 SELECTOR_HELP = (
@@ -322,10 +323,21 @@ def set_trainable(model: nn.Module, selectors: tuple[str, ...], trainable: bool)
     params = index.params
     before = sum(param_numel(p) for p in params.values() if p.requires_grad)
     changed = [n for n in selection.params if params[n].requires_grad != trainable]
+    # packed 4/8-bit weights cannot take gradients: they train through an adapter
+    quantized = [n for n in changed if trainable and is_quantized_param(params[n])]
+    if quantized:
+        changed = [n for n in changed if n not in quantized]
+        if not changed:
+            raise SelectorError(
+                f"{', '.join(map(repr, selectors))} covers only quantized weights ({len(quantized)} tensors, e.g. "
+                f"{quantized[0]}), which cannot train. Attach an adapter to train them (s.add_lora()), or load the "
+                "model without quantize=... to fine-tune them fully.")
     for name in changed:
         params[name].requires_grad_(trainable)
     after = sum(param_numel(p) for p in params.values() if p.requires_grad)
     notes = [note for n in selection.params if (note := index.tied_note(n))]
+    if quantized:
+        notes.append(f"left {len(quantized)} quantized weights frozen (4/8-bit weights train through an adapter)")
     return FreezeReport(
         action="unfreeze" if trainable else "freeze",
         selectors=tuple(selectors),

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .architecture import block_lists, is_shadow_param
-from .params import param_numel
+from .params import param_dtype, param_numel, param_shape
+from .quantize import is_quantized_param
 
 
 @dataclass
@@ -50,9 +51,9 @@ class ModuleInfo:
 
 def trainable_counts(named_params) -> tuple[int, int]:
     """(parameters that can train, parameters that train) among ``(name, parameter)`` pairs with full names.
-    peft's frozen backup of a head it trains (``classifier.original_module``) never trains, so it is left out: a
-    fully trained head counts as all trainable."""
-    live = [p for n, p in named_params if not is_shadow_param(n)]
+    peft's frozen backup of a head it trains (``classifier.original_module``) never trains, nor does a 4/8-bit
+    quantized weight, so they are left out: a fully trained head counts as all trainable."""
+    live = [p for n, p in named_params if not is_shadow_param(n) and not is_quantized_param(p)]
     return sum(param_numel(p) for p in live), sum(param_numel(p) for p in live if p.requires_grad)
 
 
@@ -78,11 +79,11 @@ def module_rows(model: nn.Module) -> list[ModuleInfo]:
             name=name,
             type=type(module).__name__,
             depth=0 if not name else name.count(".") + 1,
-            shapes={n: tuple(p.shape) for n, p in own},
+            shapes={n: param_shape(p) for n, p in own},
             own_params=sum(param_numel(p) for _, p in own),
             total_params=sum(param_numel(p) for p in subtree),
             trainable=sum(param_numel(p) for p in subtree if p.requires_grad),
-            dtype=_describe({str(p.dtype).replace("torch.", "") for p in subtree}),
+            dtype=_describe({param_dtype(p) for p in subtree}),
             device=_describe({str(p.device) for p in subtree}),
             n_children=sum(1 for _ in module.children()),
             trainable_capacity=trainable_counts(named)[0],

@@ -19,10 +19,13 @@ from torch import nn
 
 from . import persist
 from .errors import ModelLoadError, TaskError
+from .quantize import check_quantize, default_dtype, load_device, prepare_for_kbit_training, set_gradient_checkpointing
+from .quantize import describe as describe_fit
+from .quantize import load_kwargs as quantize_kwargs
 from .quiet import quietly
 from .seeding import DEFAULT_SEED, derived_seed, seeded
 from .tasks import auto_class, check_labels, get_task, label_config, supported_tasks, task_from_class_name
-from .tasks.base import TaskHandler
+from .tasks.base import GenerativeTask, TaskHandler
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -39,6 +42,7 @@ class ModelSource:
     weights: bool = True
     trust_remote_code: bool = False
     revision: str | None = None
+    quantize: str | None = None  # "4bit" / "8bit": reloads of a saved adapter quantize the base the same way
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -237,7 +241,9 @@ def load(
     weights: bool = True,
     tokenizer: Any = None,
     trust_remote_code: bool = False,
-    dtype: str | torch.dtype | None = "float32",
+    dtype: str | torch.dtype | None = None,
+    quantize: str | None = None,
+    gradient_checkpointing: bool = False,
     revision: str | None = None,
     adapter: str | os.PathLike | None = None,
     seed: int | None = None,
@@ -259,8 +265,16 @@ def load(
             weights): ``layers()`` and ``summary()`` work, training does not.
         tokenizer: ``None`` loads the model's own, ``False`` none, a path loads from there, an object is used.
         trust_remote_code: run code shipped with a hub model; off unless you ask.
-        dtype: weights dtype; float32 by default (mixed precision comes from the trainer), ``"auto"`` keeps
-            the checkpoint's.
+        dtype: weights dtype. ``None`` (default): a causal or seq2seq language model on a GPU keeps the checkpoint's
+            dtype (``"auto"``: 16-bit for most, not float32 at twice the memory); on a CPU, and for encoder models,
+            float32 (mixed precision comes from the trainer). ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``
+            choose.
+        quantize: ``"4bit"`` (NF4, double quantization, compute dtype for the device: QLoRA) or ``"8bit"``
+            (LLM.int8()) through bitsandbytes, on the GPU if there is one, else the CPU. The base is then frozen and
+            prepared for k-bit training (peft): attach an adapter to train.
+        gradient_checkpointing: recompute activations in backward (non-reentrant; works with frozen embeddings
+            and adapters): much less activation memory for about a third more compute per step. Also
+            ``s.gradient_checkpointing = True`` later.
         revision: hub branch, tag or commit.
         adapter: a folder written by ``Session.save``, restored onto this base model (needed when the saved
             session's base was a Python ``nn.Module``; otherwise ``nbtune.load(folder)`` finds the base itself).
@@ -274,8 +288,9 @@ def load(
     """
     if adapter is not None:
         session = load(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
-                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                       seed=seed, allow_pickle=allow_pickle, **model_kwargs)
+                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, quantize=quantize,
+                       gradient_checkpointing=gradient_checkpointing, revision=revision, seed=seed,
+                       allow_pickle=allow_pickle, **model_kwargs)
         meta = persist.read_meta(adapter)
         if meta is None:
             raise ModelLoadError(f"{adapter} is not a folder written by Session.save (no {persist.META_FILE}).")
@@ -285,16 +300,23 @@ def load(
         persist.recover_interrupted_save(source)  # a save killed mid-swap left the previous one beside the folder
         meta = persist.read_meta(source) if Path(str(source)).expanduser().is_dir() else None
         if meta is not None:
-            return _load_saved(source, meta, dtype=dtype, seed=seed, allow_pickle=allow_pickle, **model_kwargs)
+            return _load_saved(source, meta, dtype=dtype, quantize=quantize,
+                               gradient_checkpointing=gradient_checkpointing, seed=seed, allow_pickle=allow_pickle,
+                               **model_kwargs)
     return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
-                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
+                       tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, quantize=quantize,
+                       gradient_checkpointing=gradient_checkpointing, revision=revision,
                        seed=DEFAULT_SEED if seed is None else seed, allow_pickle=allow_pickle, **model_kwargs)
 
 
-def _load_saved(folder, meta: dict[str, Any], dtype, seed: int | None = None, **model_kwargs):
-    """Reload a folder written by ``Session.save``: base model, then adapters and trained weights."""
+def _load_saved(folder, meta: dict[str, Any], dtype, quantize=None, seed: int | None = None, **model_kwargs):
+    """Reload a folder written by ``Session.save``: base model, then adapters and trained weights. An adapter
+    trained on a quantized base goes back onto a base quantized the same way unless ``quantize`` says otherwise."""
     seed = meta.get("seed", DEFAULT_SEED) if seed is None else seed
     base = meta["base"]
+    if quantize is None and meta["peft"]:
+        quantize = base.get("quantize")
+    model_kwargs["quantize"] = quantize
     labels = list(meta["id2label"].values()) if meta.get("id2label") else None
     has_tokenizer = any(Path(str(folder)).expanduser().glob("tokenizer*"))
     tokenizer = str(folder) if has_tokenizer else False
@@ -323,14 +345,22 @@ def _load_saved(folder, meta: dict[str, Any], dtype, seed: int | None = None, **
 
 def _load_model(
     source, task=None, num_labels=None, *, labels=None, gguf_file=None, weights=True, tokenizer=None,
-    trust_remote_code=False, dtype="float32", revision=None, seed=DEFAULT_SEED, allow_pickle=False, **model_kwargs,
+    trust_remote_code=False, dtype=None, quantize=None, gradient_checkpointing=False, revision=None,
+    seed=DEFAULT_SEED, allow_pickle=False, **model_kwargs,
 ):
     from .session import Session
 
     if isinstance(source, nn.Module):
         inferred = task_from_class_name(type(source).__name__)
         spec = get_task(task) if task else (get_task(inferred) if inferred else None)
+        if quantize:
+            raise ModelLoadError("quantize works while transformers loads weights from a folder, file or hub id; "
+                                 "an nn.Module is already in memory. Quantize it with bitsandbytes yourself, or save "
+                                 "it with save_pretrained and load that folder with quantize=...")
         notes: list[str] = []
+        if gradient_checkpointing:
+            set_gradient_checkpointing(source, True)
+            notes.extend(describe_fit(None, load_device(), True))
         tok = _load_tokenizer(tokenizer, "module", None, None, trust_remote_code, revision, notes)
         _ensure_pad_token(source, tok, notes)
         return Session(source, tok, task=spec.name if spec else None, source=ModelSource("module"), notes=notes,
@@ -341,9 +371,15 @@ def _load_model(
             f"Cannot load a {type(source).__name__}: pass a hub id, a folder path, a .gguf file or an nn.Module."
         )
     kind, location, gguf_file = _locate(source, gguf_file)
+    quantize = check_quantize(quantize)
     torch_dtype = _dtype(dtype)
+    if quantize and not weights:
+        raise ModelLoadError("quantize needs weights to quantize; weights=False builds an empty (meta) model. "
+                             "Drop one of them: summary() on a meta model already estimates a 4-bit load.")
     config = _load_config(kind, location, gguf_file, trust_remote_code, revision)
     spec = resolve_task(task, config, location, kind)
+    if torch_dtype is None:
+        torch_dtype = default_dtype(issubclass(spec, GenerativeTask), quantize)
     for key, value in label_settings(spec, num_labels, labels).items():
         setattr(config, key, value)
     cls = auto_class(spec)
@@ -354,7 +390,7 @@ def _load_model(
         notes.append("built from the config on the meta device (weights=False): inspect only, no training")
     else:
         kwargs = dict(config=config, gguf_file=gguf_file, trust_remote_code=trust_remote_code, revision=revision,
-                      output_loading_info=True, **model_kwargs)
+                      output_loading_info=True, **quantize_kwargs(quantize), **model_kwargs)
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype
         if num_labels is not None or labels is not None:
@@ -381,6 +417,12 @@ def _load_model(
             ) from None
         if kind == "gguf":
             _drop_spent_gguf_quantizer(model, notes)
+        if quantize:
+            model = prepare_for_kbit_training(model, gradient_checkpointing)
+        elif gradient_checkpointing:
+            set_gradient_checkpointing(model, True)
+        if quantize or gradient_checkpointing:
+            notes.extend(describe_fit(quantize, load_device(), gradient_checkpointing))
         fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
                                                              for k in info.get("mismatched_keys") or []})
         if fresh:
@@ -388,5 +430,5 @@ def _load_model(
             notes.append(f"newly initialised (not in the checkpoint): {shown}; train them before use")
     tok = _load_tokenizer(tokenizer, kind, location, gguf_file, trust_remote_code, revision, notes)
     _ensure_pad_token(model, tok, notes)
-    src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision)
+    src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision, quantize)
     return Session(model, tok, task=spec.name, source=src, notes=notes, seed=seed)

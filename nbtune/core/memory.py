@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from .architecture import block_lists, embedding_module_names, hidden_size
-from .params import ParamIndex
+from .params import ParamIndex, param_bytes
+from .quantize import gradient_checkpointing_on, is_quantized_param
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
@@ -125,7 +126,8 @@ def _layers_needing_activations(model: nn.Module, index: ParamIndex, total_layer
 
 
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
-                    compute_dtype: str | torch.dtype | None = None, precision: str = "auto") -> MemoryEstimate:
+                    compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
+                    gradient_checkpointing: bool | None = None, quantize: str | None = None) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -133,7 +135,9 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     configs only): what each block keeps for backward (``_activation_bytes_per_token``) in the blocks that need it,
     the 16-bit copies of their weights that mixed precision makes, and the logits of a language-model head.
     ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``
-    overrides it.
+    overrides it. ``gradient_checkpointing`` and ``quantize`` (``"4bit"``/``"8bit"``) estimate the model as if it
+    were so (None: as it is), for the fit advice: block Linear weights then count at their packed size and, being
+    frozen, without gradients (an adapter trains instead).
     """
     from .training.precision import compute_dtype as dtype_for
     from .training.precision import resolve_precision
@@ -141,9 +145,12 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
     index = ParamIndex(model)
-    weights = sum(p.numel() * p.element_size() for p in index.params.values())
+    packed = _would_quantize(model, index) if quantize else set()
+    bits = {"4bit": 4.13, "8bit": 8.1}.get(quantize or "", 0)  # data + quantization constants, per value
+    weights = sum(int(p.numel() * bits / 8) if n in packed else param_bytes(p) for n, p in index.params.items())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
-    grads = sum(p.numel() * p.element_size() for p in index.params.values() if p.requires_grad)
+    # quantized (or as if): only an adapter trains, whose few parameters are left out; every block needs activations
+    grads = 0 if quantize else sum(p.numel() * p.element_size() for p in index.params.values() if p.requires_grad)
     optimizer = 2 * grads  # exp_avg and exp_avg_sq, same dtype as the parameter
 
     first = next(iter(index.params.values()), None)
@@ -157,14 +164,20 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     dims = _config_dims(model)
     activations = None
     assumptions = f"AdamW, batch {batch_size} x {seq_len} tokens, {dtype_name} compute"
-    trains = any(p.requires_grad for p in index.params.values())
+    trains = bool(quantize) or any(p.requires_grad for p in index.params.values())
     if dims and trains:
-        need = _layers_needing_activations(model, index, dims.layers)
+        need = dims.layers if quantize else _layers_needing_activations(model, index, dims.layers)
         tokens = batch_size * seq_len
-        activations = int(need * tokens * _activation_bytes_per_token(dims, act_bytes, seq_len))
-        if mixed:  # autocast's 16-bit copies of the block weights that backward needs
+        per_layer = tokens * _activation_bytes_per_token(dims, act_bytes, seq_len)
+        checkpointed = gradient_checkpointing_on(model) if gradient_checkpointing is None else gradient_checkpointing
+        if checkpointed:  # each block keeps only its input; one block at a time recomputes the rest in backward
+            activations = int(need * tokens * dims.hidden * act_bytes + (per_layer if need else 0))
+        else:
+            activations = int(need * per_layer)
+        if mixed:  # autocast's 16-bit copies of the block weights that backward needs (not of packed 4/8-bit ones)
             block_params = sum(p.numel() for bl in block_lists(model) for i in range(bl.count)
-                               for n in index.under(bl.block(i)) if (p := index.params[n]).ndim >= 2)
+                               for n in index.under(bl.block(i))
+                               if (p := index.params[n]).ndim >= 2 and not is_quantized_param(p))
             activations += int(block_params * act_bytes * need / max(dims.layers, 1))
         if _is_lm(model):
             activations += tokens * dims.vocab * _LOGIT_BYTES.get(act_bytes, 12)
@@ -173,12 +186,26 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
         else:
             activations += tokens * dims.hidden * act_bytes * 2
         activations += grads // 2  # AdamW's foreach temporaries and clipping buffers at the update
-        assumptions += f"; activations kept in {need} of {dims.layers} layers, no gradient checkpointing"
+        assumptions += (f"; activations kept in {need} of {dims.layers} layers, "
+                        + ("gradient checkpointing" if checkpointed else "no gradient checkpointing"))
     elif dims:
         activations = 0
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
     return MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions)
+
+
+def _would_quantize(model: nn.Module, index: ParamIndex) -> set[str]:
+    """Parameters bitsandbytes would pack: the weights of the Linear layers inside the transformer blocks (the
+    embeddings and the output head stay in 16/32 bits, as transformers leaves them)."""
+    out = set()
+    for bl in block_lists(model):
+        for i in range(bl.count):
+            block = model.get_submodule(bl.block(i))
+            for name, module in block.named_modules():
+                if isinstance(module, nn.Linear) and not is_quantized_param(module.weight):
+                    out.add(index.canonical(module.weight))
+    return out
 
 
 def _is_lm(model: nn.Module) -> bool:

@@ -23,6 +23,37 @@ def param_numel(param: torch.Tensor) -> int:
     return n
 
 
+def param_shape(param: torch.Tensor) -> tuple[int, ...]:
+    """The logical shape: a 4-bit weight is stored as a packed column of bytes, its quant state keeps the real one."""
+    state = getattr(param, "quant_state", None)
+    if type(param).__name__ == "Params4bit" and getattr(state, "shape", None) is not None:
+        return tuple(state.shape)
+    return tuple(param.shape)
+
+
+def param_dtype(param: torch.Tensor) -> str:
+    """The dtype as a user thinks of it: ``nf4``/``fp4`` for 4-bit weights, ``int8`` for LLM.int8() ones."""
+    if type(param).__name__ == "Params4bit":
+        return str(getattr(param, "quant_type", None) or "4bit")
+    return str(param.dtype).replace("torch.", "")
+
+
+def param_bytes(param: torch.Tensor) -> int:
+    """Bytes the parameter holds: the packed data plus bitsandbytes' quantization constants (absmax per block,
+    and with double quantization the constants of those)."""
+    nbytes = param.numel() * param.element_size()
+    state = getattr(param, "quant_state", None)
+    if state is not None:
+        for tensor in (getattr(state, "absmax", None), getattr(getattr(state, "state2", None), "absmax", None),
+                       getattr(state, "code", None)):
+            if isinstance(tensor, torch.Tensor):
+                nbytes += tensor.numel() * tensor.element_size()
+    scales = getattr(param, "SCB", None)  # LLM.int8(): one float scale per row
+    if isinstance(scales, torch.Tensor):
+        nbytes += scales.numel() * scales.element_size()
+    return nbytes
+
+
 def copy_tensors(targets: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
     """Copy saved ``tensors`` into the model's ``targets`` (parameters or buffers by name), in place, keeping each
     target's device and dtype. Callers check first that every name exists (each says so in its own words)."""
@@ -113,10 +144,10 @@ def count_params(model: nn.Module, depth: int = 1) -> ParamCounts:
     by_dtype: dict[str, int] = defaultdict(int)
     for param in index.params.values():
         n = param_numel(param)
-        nbytes = param.numel() * param.element_size()
+        nbytes = param_bytes(param)
         total += n
         total_bytes += nbytes
-        by_dtype[str(param.dtype).replace("torch.", "")] += n
+        by_dtype[param_dtype(param)] += n
         if param.requires_grad:
             trainable += n
             trainable_bytes += nbytes

@@ -18,11 +18,29 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import sys
 import warnings
 from typing import Callable, ContextManager
 
 _GUARDS: list[Callable[[], ContextManager]] = []
+
+
+class _DropMessage(logging.Filter):
+    """A logging filter dropping records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+# bitsandbytes logs, on its first 4-bit use on an AVX512-BF16 CPU, that an optional faster kernel from the hub could
+# not be loaded (it needs the `kernels` package and network); the slower built-in kernel is used and nothing is
+# wrong, so the line is not shown to the user.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward"))
 
 
 def register_output_guard(factory: Callable[[], ContextManager]) -> None:

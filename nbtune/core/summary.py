@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .fit import FitVerdict
 from .memory import MemoryEstimate
 from .params import ParamCounts
 
@@ -17,6 +18,7 @@ class Summary:
     counts: ParamCounts
     memory: MemoryEstimate
     notes: list[str] = field(default_factory=list)
+    fit: FitVerdict | None = None  # fits / does not fit on the detected device, and the change that would
 
     # Shortcuts used by widgets and tests.
     @property

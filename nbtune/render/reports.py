@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import esc, html_table, human_bytes, human_count, pct, text_table
+from .format import badge, esc, html_table, human_bytes, human_count, pct, text_table
 
 
 def _module_rows(summary) -> list[list[str]]:
@@ -32,6 +32,13 @@ def _headline(summary) -> str:
     )
 
 
+def _fit_html(fit) -> str:
+    if fit is None:
+        return ""
+    mark = badge("fits", "ok") if fit.fits else badge("does not fit", "error")
+    return f"<div>{mark} {esc(fit.detail)}</div>"
+
+
 def summary_text(summary) -> str:
     parts = [
         _headline(summary),
@@ -41,6 +48,8 @@ def summary_text(summary) -> str:
         f"Estimated training memory ({summary.memory.assumptions}):",
         text_table(["part", "size"], _memory_rows(summary), right={1}),
     ]
+    if summary.fit is not None:
+        parts.append(f"Fit: {summary.fit.text}")
     parts += [f"note: {n}" for n in summary.notes]
     return "\n".join(parts)
 
@@ -59,7 +68,7 @@ def summary_html(summary) -> str:
         f"<div>{html_table(['module', 'type', 'params', 'trainable', '%'], _module_rows(summary), right={2, 3, 4})}</div>"
         f"<div><i>Estimated training memory</i>"
         f"{html_table(['part', 'size'], _memory_rows(summary), right={1})}"
-        f"<small>{esc(summary.memory.assumptions)}</small></div></div>"
+        f"<small>{esc(summary.memory.assumptions)}</small>{_fit_html(summary.fit)}</div></div>"
         f"{'<ul>' + notes + '</ul>' if notes else ''}</div>"
     )
 

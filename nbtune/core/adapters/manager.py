@@ -18,6 +18,7 @@ from ..architecture import is_adapter_param, is_peft_model, is_shadow_param, unw
 from ..errors import AdapterError, SelectorError
 from ..freeze import select
 from ..params import param_numel
+from ..quantize import merge_into_dequantized, quantization_of
 from .registry import AdapterPlan, method_for_peft_type
 
 
@@ -261,8 +262,12 @@ def merge(model: nn.Module) -> tuple[nn.Module, list[str]]:
         )
     others = [n for n in model.peft_config if n != active]
     _settle_trained_copies(model, active)
-    merged = model.merge_and_unload(adapter_names=[active])
     notes = [f"merged adapter {active!r} ({method}) into the base weights"]
+    if quantization_of(model):
+        merged, said = merge_into_dequantized(model, active)
+        notes += said
+    else:
+        merged = model.merge_and_unload(adapter_names=[active])
     if others:
         notes.append(f"dropped the other adapters {others}: merge keeps only the active one")
     return merged, notes

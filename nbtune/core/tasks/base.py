@@ -56,6 +56,12 @@ class TaskHandler:
         """The collator for evaluation (deterministic where training's is random, e.g. MLM masking)."""
         return self.collator(session, cfg)
 
+    def pack(self, features: Features, cfg) -> Features:
+        """Training features packed several to a row (``packing=True``); only causal LM packs."""
+        from ..errors import TrainConfigError
+
+        raise TrainConfigError(f"packing=True is for causal-lm fine-tuning; {self.name} examples are not packed.")
+
     def collect(self, outputs, batch: dict[str, torch.Tensor], store: dict[str, list]) -> None:
         """Keep what ``metrics`` needs from one evaluation batch (on the CPU)."""
 

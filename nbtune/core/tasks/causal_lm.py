@@ -1,28 +1,17 @@
-"""Causal language modelling: plain text, or prompt/response pairs with the loss on the response only."""
+"""Causal language modelling: plain text, or conversations (chat messages, prompt/response pairs, Alpaca-style
+instructions) with the loss on the assistant's tokens only (``chat.py`` renders and masks them)."""
 
 from __future__ import annotations
 
-from ..generation import chat_prompt
-from ..training.data import DataError, Features, pick_column
+from .. import chat
+from ..training.data import DataError, Features
+from ..training.packing import pack_features, packed_collator
 from .base import GenerativeTask, TokenLossTask, require_tokenizer, texts_of
 from .registry import register_task
 
+IGNORE = chat.IGNORE
+
 TEXT = ("text", "content", "document")
-# (prompt column, response column) pairs tried in order; "instruction" may come with an "input" column.
-PAIRS = (("prompt", "response"), ("prompt", "completion"), ("question", "answer"), ("instruction", "output"))
-IGNORE = -100
-
-
-def _chat_parts(tok, prompt: str, response: str) -> tuple[str, str]:
-    """(prompt text, response text) rendered with the tokenizer's chat template, or plain when it has none."""
-    head, templated = chat_prompt(tok, prompt)  # exactly what generate() feeds the model
-    if templated:
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        full = tok.apply_chat_template(messages, tokenize=False)
-        if full.startswith(head):
-            return head, full[len(head):]
-    eos = tok.eos_token or ""
-    return f"{prompt}\n", f"{response}{eos}"
 
 
 @register_task
@@ -34,50 +23,70 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
     auto_class = "AutoModelForCausalLM"
     class_suffixes = ("ForCausalLM", "LMHeadModel")
     peft_task_type = "CAUSAL_LM"
-    columns = {"text": TEXT, "prompt": tuple(dict.fromkeys(p for p, _ in PAIRS)), "response": tuple(r for _, r in PAIRS)}
+    columns = {"text": TEXT, "messages": chat.MESSAGE_COLUMNS,
+               "prompt": tuple(dict.fromkeys(p for p, _ in chat.PAIRS)), "response": tuple(r for _, r in chat.PAIRS)}
     main_metric = "loss"
     greater_is_better = False
     shifted = True
 
-    def _pair_columns(self, table, cfg) -> tuple[str, str] | None:
-        given = cfg.columns
-        if "prompt" in given or "response" in given:
-            return (pick_column(table, "prompt", (), given), pick_column(table, "response", (), given))
-        for prompt, response in PAIRS:
-            if prompt in table.columns and response in table.columns:
-                return prompt, response
-        return None
+    def forward(self, model, batch):
+        # No key/value cache in training and evaluation: it is never read, and transformers skips its padding-free
+        # mask (packed rows kept apart by their position ids) whenever a cache exists.
+        return model(**batch, use_cache=False)
+
+    def encode_chats(self, session, table, cfg) -> list[chat.EncodedChat] | None:
+        """The table's conversations encoded with their loss masks, or None for plain text."""
+        tok = require_tokenizer(session, self.name)
+        return chat.encode_table(tok, table, cfg.columns, cfg.chat_template, cfg.loss_on, cfg.max_length)
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
         limit = cfg.max_length
-        pair = self._pair_columns(table, cfg)
+        encoded = self.encode_chats(session, table, cfg)
         rows = []
-        if pair is None:
+        if encoded is None:
             column = self.column(table, "text", cfg.columns)
             eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
             for ids in tok(texts_of(table, column), truncation=True, max_length=limit - len(eos) if limit else None)["input_ids"]:
                 ids = list(ids) + eos
                 rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
-        else:
-            prompts = texts_of(table, pair[0])
-            if pair[0] == "instruction" and "input" in table.columns:
-                extra = table["input"].fillna("").astype(str).tolist()
-                prompts = [p if not x.strip() else f"{p}\n\n{x}" for p, x in zip(prompts, extra)]
-            responses = texts_of(table, pair[1])
-            for i, (prompt, response) in enumerate(zip(prompts, responses)):
-                head, tail = _chat_parts(tok, prompt, response)
-                head_ids = tok(head, add_special_tokens=getattr(tok, "chat_template", None) is None)["input_ids"]
-                tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
-                ids = (list(head_ids) + list(tail_ids))[:limit] if limit else list(head_ids) + list(tail_ids)
-                if len(head_ids) >= len(ids):
-                    raise DataError(f"Example {i}: the prompt fills all {limit} tokens of max_length, so no response "
-                                    "token is left to learn from. Raise max_length or shorten the prompt.")
-                labels = [IGNORE] * len(head_ids) + ids[len(head_ids):]
-                rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
-        return Features(rows, [len(r["input_ids"]) for r in rows])
+            return Features(rows, [len(r["input_ids"]) for r in rows])
+        empty = [i for i, e in enumerate(encoded) if e.trained == 0]
+        if len(empty) == len(encoded):
+            raise DataError(
+                f"Every one of the {len(encoded)} examples has all its labels masked, so training would learn "
+                f"nothing: {'max_length=' + str(limit) + ' cuts off every assistant turn' if any(e.truncated for e in encoded) else 'no assistant tokens were found'}. "
+                "Raise max_length, check the roles, or pass loss_on='all'.")
+        for e in encoded:
+            rows.append({"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels})
+        keep = [i for i in range(len(rows)) if i not in set(empty)]
+        rows = [rows[i] for i in keep]  # an example with nothing trained adds only compute
+        return Features(rows, [len(r["input_ids"]) for r in rows],
+                        meta={"truncated": sum(e.truncated for e in encoded), "skipped": len(empty),
+                              "chat_template": cfg.chat_template})
+
+    def pack(self, features: Features, cfg) -> Features:
+        return pack_features(features, cfg.max_length)
+
+    def apply(self, session, features: Features) -> None:
+        """A named chat template used for training becomes the tokenizer's, so generate() and saved copies render
+        conversations the way the model learned them."""
+        name = features.meta.get("chat_template")
+        tok = session.tokenizer
+        if name and tok is not None and getattr(tok, "chat_template", None) != chat.NAMED_TEMPLATES[name]:
+            tok.chat_template = chat.NAMED_TEMPLATES[name]
+            session.notes.append(f"the tokenizer now uses the {name!r} chat template it was trained with")
 
     def collator(self, session, cfg):
+        from transformers import DataCollatorForSeq2Seq
+
+        if cfg.packing:
+            return packed_collator(cfg.max_length)
+        padding = "max_length" if cfg.pad_to else "longest"
+        return DataCollatorForSeq2Seq(session.tokenizer, padding=padding, max_length=cfg.pad_to,
+                                      label_pad_token_id=IGNORE)
+
+    def eval_collator(self, session, cfg):
         from transformers import DataCollatorForSeq2Seq
 
         padding = "max_length" if cfg.pad_to else "longest"

@@ -32,6 +32,7 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
 
 
 SCHEDULES = ("linear", "cosine", "constant")
+LOSS_ON = ("assistant", "last", "all")  # the same as chat.LOSS_ON, which reads it from here
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
@@ -58,6 +59,10 @@ class TrainConfig:
     max_new_tokens: int = 64  # generation length during evaluation
     mlm_probability: float = 0.15  # masked LM: share of tokens masked
     group_by_length: bool = True
+    # causal LM: several examples per row of max_length tokens, kept apart by position ids (training/packing.py)
+    packing: bool = False
+    chat_template: str | None = None  # a named template (chat.NAMED_TEMPLATES) for tokenizers without one
+    loss_on: str = "assistant"  # chat data: "assistant" (every assistant turn), "last" (the last one) or "all"
     # token-aware batching: each batch takes as many examples as fit this many padded tokens (batch_size is then
     # not used); for data of very mixed lengths. See nbtune.core.training.batching.
     max_tokens_per_batch: int | None = None
@@ -102,6 +107,11 @@ class TrainConfig:
         check(self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 1,
               f"max_tokens_per_batch must be a positive number of tokens; got {self.max_tokens_per_batch}.")
         check(self.save_minutes > 0, f"save_minutes must be > 0; got {self.save_minutes}.")
+        check(self.loss_on in LOSS_ON, f"loss_on must be one of {LOSS_ON}; got {self.loss_on!r}.")
+        check(not self.packing or self.max_length is not None,
+              "packing=True fills rows of max_length tokens; set max_length (e.g. 1024).")
+        check(not (self.packing and self.max_tokens_per_batch), "packing=True already fills every row; drop "
+              "max_tokens_per_batch (or packing).")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":
@@ -120,4 +130,5 @@ class TrainConfig:
         return asdict(self)
 
     # Settings that decide the data order and step count: a resumed run must use the same.
-    ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "max_tokens_per_batch", "epochs", "max_steps")
+    ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "max_tokens_per_batch", "epochs", "max_steps",
+                  "packing")

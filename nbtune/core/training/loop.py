@@ -82,6 +82,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     train_table = _table(handler, train_data, "train" if eval_split else None)
     eval_table = _table(handler, eval_source, eval_split) if eval_source is not None else None
     train_features = prepare_data(session, handler, train_table, cfg, None, "training")
+    if cfg.packing:
+        train_features = handler.pack(train_features, cfg)
     eval_features = (prepare_data(session, handler, eval_table, cfg, None, "evaluation")
                      if eval_table is not None else None)
     saved = None
