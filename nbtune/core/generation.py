@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,6 +30,58 @@ def chat_prompt(tokenizer, prompt: str) -> tuple[str, bool]:
     return prompt, False
 
 
+def generation_kind(session) -> str | None:
+    """"causal" or "seq2seq" for a session whose model writes text (by its task's transformers class), else None."""
+    from .tasks import get_task
+
+    if session.task is None:
+        return None
+    auto = get_task(session.task).auto_class
+    return {"AutoModelForCausalLM": "causal", "AutoModelForSeq2SeqLM": "seq2seq"}.get(auto or "")
+
+
+@dataclass
+class BeforeAfter:
+    """Answers of the base model (adapters disabled) and of the tuned one to the same prompts."""
+
+    prompts: list[str]
+    base: list[str]
+    tuned: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame({"prompt": self.prompts, "base": self.base, "tuned": self.tuned})
+
+    def __repr__(self) -> str:
+        from ..render.generation import before_after_text
+
+        return before_after_text(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.generation import before_after_html
+
+        return before_after_html(self)
+
+
+def before_after(session, prompts: str | list[str], max_new_tokens: int = 64, chat: bool | None = None,
+                 **generate_kwargs: Any) -> BeforeAfter:
+    """Generate for each prompt with the adapters disabled (the base model) and enabled (the tuned one), with the
+    same settings (greedy unless ``generate_kwargs`` say otherwise)."""
+    from .adapters import is_peft_model
+
+    if not is_peft_model(session.model):
+        raise NbtuneError("before_after() compares the base model with its adapter, and this session has no adapter "
+                          "(it was fully fine-tuned, or merged). Generate with s.generate(...) here and with a fresh "
+                          "nbtune.load(...) of the base model to compare.")
+    items = [prompts] if isinstance(prompts, str) else list(prompts)
+    tuned = generate(session, items, max_new_tokens=max_new_tokens, chat=chat, **generate_kwargs)
+    with session.adapters_disabled():
+        base = generate(session, items, max_new_tokens=max_new_tokens, chat=chat, **generate_kwargs)
+    return BeforeAfter(items, base, tuned, {"max_new_tokens": max_new_tokens, **generate_kwargs})
+
+
 def generate(session, prompts: str | list[str], max_new_tokens: int = 64, chat: bool | None = None,
              batch_size: int = 8, max_length: int | None = 512, **generate_kwargs: Any) -> list[str]:
     """Continue (causal LM) or transform (seq2seq) each prompt; return only the generated text.
@@ -38,15 +91,17 @@ def generate(session, prompts: str | list[str], max_new_tokens: int = 64, chat: 
     otherwise (``do_sample=True, temperature=0.7``...).
     """
     session.require_weights("generate")
-    if session.task not in ("causal-lm", "seq2seq"):
-        raise NbtuneError(f"generate() is for causal-lm and seq2seq models; this session's task is {session.task}.")
+    kind = generation_kind(session)
+    if kind is None:
+        raise NbtuneError(f"generate() is for language models (causal-lm, seq2seq, preference-tuned); this session's "
+                          f"task is {session.task}.")
     tok = session.tokenizer
     if tok is None:
         raise NbtuneError("generate() needs a tokenizer; load the model with one.")
     items = [prompts] if isinstance(prompts, str) else list(prompts)
     if max_new_tokens < 1:
         raise NbtuneError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
-    causal = session.task == "causal-lm"
+    causal = kind == "causal"
     use_chat = causal and (bool(getattr(tok, "chat_template", None)) if chat is None else chat)
     model = session.model
     device = next(model.parameters()).device

@@ -452,6 +452,13 @@ class Session:
 
         return generate(self, prompts, max_new_tokens=max_new_tokens, chat=chat, **kwargs)
 
+    def before_after(self, prompts: Any, max_new_tokens: int = 64, chat: bool | None = None, **kwargs: Any):
+        """The base model's answers (adapters disabled) beside the tuned model's for the same prompts: a table that
+        stays readable in a saved notebook (``.to_pandas()`` for the data)."""
+        from .generation import before_after
+
+        return before_after(self, prompts, max_new_tokens=max_new_tokens, chat=chat, **kwargs)
+
     def switch_task(self, task: str, num_labels: int | None = None, labels: list[str] | None = None) -> list[str]:
         """Give the model another task's head, keeping the pretrained body (multi-stage recipes).
 
@@ -464,6 +471,17 @@ class Session:
         from .tasks import auto_class
 
         self.require_weights("switch task")
+        from .tasks import get_task
+
+        target = get_task(task)
+        if self.task and target.auto_class and target.auto_class == get_task(self.task).auto_class \
+                and num_labels is None and labels is None:
+            # the same kind of model (causal-lm -> dpo): the weights, adapters and trainable set stay as they are
+            notes = [f"task is now {target.name}: the same model, trained with another objective"]
+            self.task = target.name
+            self.notes.extend(notes)
+            self._changed(Change.MODEL)
+            return notes
         if is_peft_model(self.model):
             raise HeadError("Merge the adapter (s.merge()) or save it before switching task: the new head would not "
                             "be part of the adapter.")

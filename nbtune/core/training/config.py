@@ -62,6 +62,7 @@ class TrainConfig:
     # causal LM: several examples per row of max_length tokens, kept apart by position ids (training/packing.py)
     packing: bool = False
     chat_template: str | None = None  # a named template (chat.NAMED_TEMPLATES) for tokenizers without one
+    beta: float = 0.1  # preference tasks: DPO's beta (how far from the reference), ORPO's lambda (odds-ratio weight)
     loss_on: str = "assistant"  # chat data: "assistant" (every assistant turn), "last" (the last one) or "all"
     # token-aware batching: each batch takes as many examples as fit this many padded tokens (batch_size is then
     # not used); for data of very mixed lengths. See nbtune.core.training.batching.
@@ -107,6 +108,7 @@ class TrainConfig:
         check(self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 1,
               f"max_tokens_per_batch must be a positive number of tokens; got {self.max_tokens_per_batch}.")
         check(self.save_minutes > 0, f"save_minutes must be > 0; got {self.save_minutes}.")
+        check(self.beta > 0, f"beta must be > 0; got {self.beta}. Typical: 0.1 (DPO), 0.1-0.25 (ORPO).")
         check(self.loss_on in LOSS_ON, f"loss_on must be one of {LOSS_ON}; got {self.loss_on!r}.")
         check(not self.packing or self.max_length is not None,
               "packing=True fills rows of max_length tokens; set max_length (e.g. 1024).")
