@@ -438,6 +438,14 @@ class Session:
 
         return export_session(self, path, data=data, train=train)
 
+    def export_gguf(self, path: str, out_type: str = "f16"):
+        """Write the (merged) model as a GGUF file with the source GGUF's metadata and tokenizer: f32, f16 or q8_0.
+        Only for sessions loaded from a GGUF file; others: ``s.save(folder)`` and llama.cpp's converter."""
+        from .gguf_export import export_gguf
+
+        self.require_weights("export to GGUF")
+        return export_gguf(self, path, out_type=out_type)
+
     def preview(self, data: Any, n: int = 3, **settings: Any):
         """What training will see: the first ``n`` examples rendered by the chat template with the trained tokens
         highlighted and the masked ones dimmed, token-length statistics and how many examples ``max_length`` cuts.
