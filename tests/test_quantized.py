@@ -118,11 +118,13 @@ def test_the_fit_verdict_names_a_change_that_fits(chat_dir):
     assert not hopeless.fit.fits and hopeless.fit.change is None and "smaller model" in hopeless.fit.text
 
 
-def test_bad_quantize_settings_are_refused_before_loading(chat_dir, cnn):
+def test_bad_quantize_settings_are_refused_before_loading(chat_dir, cnn, smollm_gguf):
     with pytest.raises(ModelLoadError, match="'4bit', '8bit' or None"):
         nbtune.load(chat_dir, quantize="3bit")
     with pytest.raises(ModelLoadError, match="nn.Module is already in memory"):
         nbtune.load(cnn, quantize="4bit")
+    with pytest.raises(ModelLoadError, match="cannot quantize them again.*s.save"):
+        nbtune.load(smollm_gguf, quantize="4bit")
     with pytest.raises(ModelLoadError, match="weights=False"):
         nbtune.load(chat_dir, quantize="4bit", weights=False)
 

@@ -373,6 +373,11 @@ def _load_model(
     kind, location, gguf_file = _locate(source, gguf_file)
     quantize = check_quantize(quantize)
     torch_dtype = _dtype(dtype)
+    if quantize and kind == "gguf":
+        raise ModelLoadError(
+            "transformers de-quantizes GGUF files as it loads them and cannot quantize them again with bitsandbytes. "
+            "Load the GGUF once, save it as a folder (s = nbtune.load('model.gguf'); s.save('model-folder')), then "
+            "nbtune.load('model-folder', quantize='4bit').")
     if quantize and not weights:
         raise ModelLoadError("quantize needs weights to quantize; weights=False builds an empty (meta) model. "
                              "Drop one of them: summary() on a meta model already estimates a 4-bit load.")

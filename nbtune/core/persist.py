@@ -31,6 +31,7 @@ from .architecture import is_peft_model, unwrap
 from .errors import SaveError
 from .interrupts import deferred_interrupts
 from .params import copy_tensors
+from .quantize import is_quantized_param
 from .quiet import quietly
 from .tasks import is_labelled
 from .version import __version__
@@ -268,7 +269,8 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
         copy_tensors(own, state)
     trainable = set(meta["trainable"])
     for name, param in session.model.named_parameters():
-        param.requires_grad_(name in trainable)
+        # a base reloaded with quantize=... keeps its packed weights frozen: they train through an adapter
+        param.requires_grad_(name in trainable and not is_quantized_param(param))
     session.freeze_log = [(a, tuple(s)) for a, s in meta.get("freeze_log", [])]
     session.trained_params = set(meta.get("trained", []))
     session.adapter_settings = dict(meta.get("adapter_settings") or {})
