@@ -64,16 +64,17 @@ def outputs(nb, kind: str | None = None) -> list[dict[str, Any]]:
     return found
 
 
-def install_cell(repository: str) -> str:
+def install_cell(repository: str, extras: tuple[str, ...] = ("models",)) -> str:
     """The first code cell of every tutorial: installs nbtune from ``repository`` where it is missing (Colab,
     Kaggle), raises if pip fails (so Run All stops there, not three cells later), needs no runtime restart and
-    checks the import. ``tests/test_notebook_links.py`` keeps every notebook's cell equal to this."""
+    checks the import. ``extras``: the optional dependency groups it needs (the LLM tutorials add ``llm``,
+    bitsandbytes). ``tests/test_notebook_links.py`` keeps every notebook's cell equal to this."""
     return (
         "# Colab / Kaggle: install nbtune and its default model from the repository (skipped where it is installed).\n"
         "import importlib, importlib.util, subprocess, sys\n"
         "if importlib.util.find_spec(\"nbtune\") is None:\n"
         "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
-        f"                    \"nbtune[models] @ git+{repository}\"], check=True)  # a failed install stops here\n"
+        f"                    \"nbtune[{','.join(extras)}] @ git+{repository}\"], check=True)  # a failed install stops here\n"
         "    importlib.invalidate_caches()\n"
         "import nbtune\n"
         "print(\"nbtune\", nbtune.__version__)"

@@ -134,3 +134,27 @@ def test_language_models_load_in_float32_on_a_cpu_by_default(chat_dir):
     from nbtune.core.quantize import default_dtype
 
     assert default_dtype(generative=False, quantize=None) == torch.float32
+
+
+def test_a_recipe_exported_from_a_4bit_session_loads_it_the_same_way(chat_dir, tmp_path):
+    import yaml
+
+    s = nbtune.load(chat_dir, quantize="4bit", gradient_checkpointing=True)
+    s.add_lora(r=4)
+    recipe = yaml.safe_load(s.export(tmp_path / "recipe.yaml").read_text())
+    assert recipe["quantize"] == "4bit" and recipe["gradient_checkpointing"] is True
+    from nbtune.core.recipe import build_session, read_recipe
+
+    again = build_session(read_recipe(tmp_path / "recipe.yaml"))
+    assert again.source.quantize == "4bit" and again.gradient_checkpointing and again.adapters
+
+
+def test_all_linear_covers_4bit_layers_and_a_saved_folder_loads_for_another_task(chat_dir, tmp_path):
+    s = nbtune.load(chat_dir, quantize="4bit")
+    info = s.add_lora(r=4, targets="all-linear")
+    wrapped = {n.rsplit(".", 1)[-1] for n, m in s.model.named_modules() if hasattr(m, "lora_A")}
+    assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert info.method == "lora"
+    nbtune.load(chat_dir).save(tmp_path / "chat-model")
+    again = nbtune.load(tmp_path / "chat-model", task="dpo")
+    assert again.task == "dpo"

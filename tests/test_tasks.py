@@ -240,7 +240,7 @@ def test_generate_causal_and_seq2seq(tiny):
     t = tiny("t5", "seq2seq")
     assert len(t.generate("summarise this", max_new_tokens=3)) == 1
     b = tiny("bert", "text-classification")
-    with pytest.raises(nbtune.NbtuneError, match="causal-lm and seq2seq"):
+    with pytest.raises(nbtune.NbtuneError, match="language models .causal-lm, seq2seq"):
         b.generate("x")
 
 

@@ -108,11 +108,18 @@ def test_prompt_tokens_are_not_learned(tiny_dirs):
 
 
 def test_chat_template_is_used(smollm_gguf):
-    from nbtune.core.tasks.causal_lm import _chat_parts
+    """Training renders a prompt/response pair as generate() asks: the prompt exactly as generate() feeds it, then
+    the trained answer and its end-of-turn mark."""
+    from nbtune.core import chat
+    from nbtune.core.generation import chat_prompt
 
     tok = nbtune.load(smollm_gguf, weights=False).tokenizer
-    head, tail = _chat_parts(tok, "What is 2+2?", "4")
-    assert "<|im_start|>user" in head and head.rstrip().endswith("assistant") and tail.startswith("4")
+    [encoded] = chat.encode_table(tok, pd.DataFrame([{"prompt": "What is 2+2?", "response": "4"}]), {}, None,
+                                  "assistant", None)
+    head, templated = chat_prompt(tok, "What is 2+2?")
+    assert templated and "<|im_start|>user" in head and encoded.text.startswith(head)
+    trained = tok.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label != -100])
+    assert trained.startswith("4") and trained.rstrip().endswith("<|im_end|>")
 
 
 @pytest.mark.parametrize("form", ["dataframe", "csv", "tsv", "json", "jsonl", "dataset", "datasetdict", "dicts"])

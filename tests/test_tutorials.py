@@ -17,6 +17,7 @@ BUDGETS = {
     "freezing": {"N_TRAIN": 96, "N_EVAL": 48, "BATCH_SIZE": 16},
     "peft_methods": {"N_TRAIN": 96, "N_EVAL": 48, "BATCH_SIZE": 16},
     "causal_lm_lora": {"N_TRAIN": 8, "MAX_LENGTH": 192, "MAX_NEW_TOKENS": 12},
+    "preference_tuning": {"N_PAIRS": 8, "EPOCHS": 1, "MAX_LENGTH": 96, "MAX_NEW_TOKENS": 8},
     "ner": {"N_TRAIN": 160, "N_TEST": 80, "EPOCHS": 1},
     "summarization": {"MODEL": "tiny", "N_TRAIN": 32, "N_EVAL": 8, "EPOCHS": 1, "MAX_LENGTH": 128},
     "domain_adaptation": {"N_DOMAIN": 160, "N_LABELLED": 64, "N_EVAL": 64, "EPOCHS": 1},
@@ -24,7 +25,7 @@ BUDGETS = {
     "magics": {"N_TRAIN": 96, "N_EVAL": 48},
 }
 EXPECT = {  # text each notebook must print or display
-    "freezing": "everything", "peft_methods": "IA3", "causal_lm_lora": "AFTER:", "ner": "f1",
+    "freezing": "everything", "peft_methods": "IA3", "causal_lm_lora": "base (adapters disabled)", "preference_tuning": "reward_accuracy", "ner": "f1",
     "summarization": "rouge1", "domain_adaptation": "domain-adapted first", "custom_module": "BatchNorm statistics unchanged: True",
     "magics": "lora:",
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .training.config import LOSS_ON
-from .training.data import DataError
+from .training.data import DataError, pick_column
 
 IGNORE = -100
 MESSAGE_COLUMNS = ("messages", "conversations", "conversation", "chat")
@@ -77,8 +77,6 @@ def _normalise(messages: Any, i: int) -> list[dict[str, str]]:
 
 def pair_columns(table, given: dict[str, str]) -> tuple[str, str] | None:
     """The (prompt, response) columns of single-turn data, or None."""
-    from .training.data import pick_column
-
     if "prompt" in given or "response" in given:
         return pick_column(table, "prompt", (), given), pick_column(table, "response", (), given)
     for prompt, response in PAIRS:
@@ -88,8 +86,6 @@ def pair_columns(table, given: dict[str, str]) -> tuple[str, str] | None:
 
 
 def message_column(table, given: dict[str, str]) -> str | None:
-    from .training.data import pick_column
-
     return pick_column(table, "messages", MESSAGE_COLUMNS, given, required=False)
 
 

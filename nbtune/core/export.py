@@ -28,6 +28,12 @@ def _model_reference(session) -> tuple[Any, dict[str, Any]]:
         load["trust_remote_code"] = True
     if src.revision:
         load["revision"] = src.revision
+    if src.quantize:
+        load["quantize"] = src.quantize
+    from .quantize import gradient_checkpointing_on
+
+    if gradient_checkpointing_on(session.model):
+        load["gradient_checkpointing"] = True
     location = src.location if src.kind == "hub" else str(Path(src.location).resolve())
     return location, load
 

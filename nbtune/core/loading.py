@@ -300,9 +300,12 @@ def load(
         persist.recover_interrupted_save(source)  # a save killed mid-swap left the previous one beside the folder
         meta = persist.read_meta(source) if Path(str(source)).expanduser().is_dir() else None
         if meta is not None:
-            return _load_saved(source, meta, dtype=dtype, quantize=quantize,
-                               gradient_checkpointing=gradient_checkpointing, seed=seed, allow_pickle=allow_pickle,
-                               **model_kwargs)
+            session = _load_saved(source, meta, dtype=dtype, quantize=quantize,
+                                  gradient_checkpointing=gradient_checkpointing, seed=seed, allow_pickle=allow_pickle,
+                                  **model_kwargs)
+            if task is not None and get_task(task).name != session.task:  # a saved chat model tuned next with DPO
+                session.switch_task(task, num_labels, labels)
+            return session
     return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
                        tokenizer=tokenizer, trust_remote_code=trust_remote_code, dtype=dtype, quantize=quantize,
                        gradient_checkpointing=gradient_checkpointing, revision=revision,

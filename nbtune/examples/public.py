@@ -98,6 +98,10 @@ DATASETS = {d.name: d for d in [
                   {"train": "train", "test": "test"}, _columns("question", "answer"),
                   _jsonl_sample("gsm8k_sample.jsonl", 12),
                   "48 word problems in GSM8K's answer format, generated for nbtune"),
+    PublicDataset("preferences", "UltraFeedback binarized (a chosen and a rejected answer per prompt)",
+                  "HuggingFaceH4/ultrafeedback_binarized", None, {"train": "train_prefs", "test": "test_prefs"},
+                  _columns("prompt", "chosen", "rejected"), _jsonl_sample("preference_sample.jsonl", 8),
+                  "32 questions with a good and a bad answer, written for nbtune"),
 ]}
 
 
@@ -109,7 +113,8 @@ def _offline() -> str | None:
 
 
 def load_public(name: str, split: str = "train", n: int | None = None, verbose: bool = True):
-    """Rows of public dataset ``name`` (``sst2``, ``wnut17``, ``scitldr``, ``gsm8k``) as a DataFrame.
+    """Rows of public dataset ``name`` (``sst2``, ``wnut17``, ``scitldr``, ``gsm8k``, ``preferences``) as a
+    DataFrame.
 
     From the hub when it can be reached; otherwise (offline, or the hub refuses) from the small sample shipped
     with nbtune, said in one printed line. ``n`` keeps the first n rows. ``DataFrame.attrs["source"]`` says

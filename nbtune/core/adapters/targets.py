@@ -57,6 +57,10 @@ class LoraTargets:
         return targets_html(self)
 
 
+# what "all-linear" covers: Linear layers, GPT-2's Conv1D, and bitsandbytes' 4/8-bit Linear layers
+LINEAR_TYPES = ("Linear", "Conv1D", "Linear4bit", "Linear8bitLt")
+
+
 def _base_layer(module: nn.Module) -> nn.Module:
     base = getattr(module, "base_layer", None)
     return base if isinstance(base, nn.Module) and base is not module else module
@@ -130,7 +134,7 @@ def resolve_targets(model: nn.Module, targets, *, linear_only: bool = False) -> 
     for item in items:
         key = str(item).strip()
         if key.lower() == "all-linear":
-            names = [n for g in available if g.type in ("Linear", "Conv1D") for n in g.names]
+            names = [n for g in available if g.type in LINEAR_TYPES for n in g.names]
         elif key.lower() == "qkv":
             names = [n for n in qkv_module_names(inner) if n in allowed]
         elif any(g.short_name == key for g in available):

@@ -78,15 +78,10 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
             session.notes.append(f"the tokenizer now uses the {name!r} chat template it was trained with")
 
     def collator(self, session, cfg):
-        from transformers import DataCollatorForSeq2Seq
-
-        if cfg.packing:
-            return packed_collator(cfg.max_length)
-        padding = "max_length" if cfg.pad_to else "longest"
-        return DataCollatorForSeq2Seq(session.tokenizer, padding=padding, max_length=cfg.pad_to,
-                                      label_pad_token_id=IGNORE)
+        return packed_collator(cfg.max_length) if cfg.packing else self.eval_collator(session, cfg)
 
     def eval_collator(self, session, cfg):
+        """Padding per batch (evaluation never packs: its loss is per example)."""
         from transformers import DataCollatorForSeq2Seq
 
         padding = "max_length" if cfg.pad_to else "longest"
