@@ -476,11 +476,9 @@ class Session:
         import copy
 
         from .loading import label_settings, resolve_task
-        from .tasks import auto_class
+        from .tasks import auto_class, get_task
 
         self.require_weights("switch task")
-        from .tasks import get_task
-
         target = get_task(task)
         if self.task and target.auto_class and target.auto_class == get_task(self.task).auto_class \
                 and num_labels is None and labels is None:
