@@ -130,7 +130,7 @@ def test_packed_rows_keep_examples_apart_and_give_the_same_loss(chat_dir, chat_t
     packed = pack_features(features, max_length=24)
     assert len(packed) < len(features) and all(n <= 24 for n in packed.lengths)
     assert sum(packed.lengths) == sum(features.lengths)
-    batch = packed_collator(24)(packed.rows)
+    batch = packed_collator()(packed.rows)
     assert "attention_mask" not in batch
     with torch.no_grad():
         logits = model(**batch, use_cache=False).logits  # as the task's forward calls it

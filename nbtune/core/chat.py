@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .training.config import LOSS_ON
 from .training.data import DataError, pick_column
 
 IGNORE = -100
@@ -51,8 +50,9 @@ def chat_template_of(tok, name: str | None) -> str | None:
     return getattr(tok, "chat_template", None) or None
 
 
-def _normalise(messages: Any, i: int) -> list[dict[str, str]]:
-    """A role/content list (ShareGPT's from/value accepted), checked: roles known, an assistant turn present."""
+def normalise_messages(messages: Any, i: int, require_assistant: bool = True) -> list[dict[str, str]]:
+    """A role/content list (ShareGPT's from/value accepted), checked: roles known and, unless a prompt alone is
+    wanted (``require_assistant=False``), an assistant turn present."""
     if hasattr(messages, "tolist"):  # a numpy array of dicts, as pandas gives a parquet list column
         messages = messages.tolist()
     if not isinstance(messages, (list, tuple)) or not messages:
@@ -69,7 +69,7 @@ def _normalise(messages: Any, i: int) -> list[dict[str, str]]:
             raise DataError(f"Example {i}: a message needs a role (system, user or assistant) and a text content; "
                             f"got {turn!r}.")
         out.append({"role": role, "content": content})
-    if not any(t["role"] == "assistant" for t in out):
+    if require_assistant and not any(t["role"] == "assistant" for t in out):
         raise DataError(f"Example {i} has no assistant message, so there is nothing to learn from it. Each "
                         "conversation needs at least one {'role': 'assistant', ...} turn.")
     return out
@@ -94,7 +94,7 @@ def conversations(table, given: dict[str, str]) -> list[list[dict[str, str]]] | 
     system = table["system"].fillna("").astype(str).tolist() if "system" in table.columns else None
     column = message_column(table, given)
     if column is not None:
-        out = [_normalise(m, i) for i, m in enumerate(table[column].tolist())]
+        out = [normalise_messages(m, i) for i, m in enumerate(table[column].tolist())]
     else:
         pair = pair_columns(table, given)
         if pair is None:
@@ -129,6 +129,12 @@ class EncodedChat:
     @property
     def trained(self) -> int:
         return sum(label != IGNORE for label in self.labels)
+
+    def cut(self, max_length: int | None) -> "EncodedChat":
+        """The example as ``max_length`` truncation leaves it (itself when it fits)."""
+        if not max_length or len(self.input_ids) <= max_length:
+            return self
+        return EncodedChat(self.input_ids[:max_length], self.labels[:max_length], True, self.spans, self.text)
 
 
 def render(tok, template: str, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
@@ -174,10 +180,7 @@ def encode(tok, template: str, messages: list[dict[str, str]], loss_on: str, max
             ids += piece
             inside += [any(s <= a < e for s, e in spans)] * len(piece)
     labels = [t if keep else IGNORE for t, keep in zip(ids, inside)]
-    truncated = bool(max_length) and len(ids) > max_length
-    if truncated:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return EncodedChat(ids, labels, truncated, spans, full)
+    return EncodedChat(ids, labels, spans=spans, text=full).cut(max_length)
 
 
 def plain_pair(tok, prompt: str, response: str, max_length: int | None, loss_on: str = "assistant") -> EncodedChat:
@@ -188,28 +191,29 @@ def plain_pair(tok, prompt: str, response: str, max_length: int | None, loss_on:
     tail_ids = list(tok(f"{response}{eos}", add_special_tokens=False)["input_ids"])
     ids = head_ids + tail_ids
     labels = ids if loss_on == "all" else [IGNORE] * len(head_ids) + tail_ids
-    truncated = bool(max_length) and len(ids) > max_length
-    if truncated:
-        ids, labels = ids[:max_length], labels[:max_length]
     text = f"{prompt}\n{response}{eos}"
     spans = [(0, len(text))] if loss_on == "all" else [(len(prompt) + 1, len(text))]
-    return EncodedChat(ids, labels, truncated, spans, text)
+    return EncodedChat(ids, labels, spans=spans, text=text).cut(max_length)
+
+
+def encode_messages(tok, template: str | None, messages: list[dict[str, str]], loss_on: str,
+                    max_length: int | None, i: int = 0) -> EncodedChat:
+    """One conversation with ``template``; without any template, a single user/assistant pair as plain text."""
+    if template is not None:
+        return encode(tok, template, messages, loss_on, max_length, i)
+    if len(messages) != 2 or messages[0]["role"] != "user":
+        raise DataError("This tokenizer has no chat template, so multi-turn or system messages cannot be "
+                        f"rendered. Pass chat_template= one of {', '.join(NAMED_TEMPLATES)} (for a base model, "
+                        "'chatml' is a common choice), or give prompt/response pairs.")
+    return plain_pair(tok, messages[0]["content"], messages[1]["content"], max_length, loss_on)
 
 
 def encode_table(tok, table, given: dict[str, str], template_name: str | None, loss_on: str,
                  max_length: int | None) -> list[EncodedChat] | None:
-    """Every example of a chat or prompt/response table encoded (None when the table is neither)."""
-    if loss_on not in LOSS_ON:
-        raise DataError(f"loss_on must be one of {LOSS_ON}; got {loss_on!r}.")
+    """Every example of a chat or prompt/response table encoded (None when the table is neither); ``loss_on`` is
+    one of ``TrainConfig``'s, which checks it."""
     chats = conversations(table, given)
     if chats is None:
         return None
     template = chat_template_of(tok, template_name)
-    if template is None:
-        single = all(len(m) == 2 and m[0]["role"] == "user" for m in chats)
-        if not single:
-            raise DataError("This tokenizer has no chat template, so multi-turn or system messages cannot be "
-                            f"rendered. Pass chat_template= one of {', '.join(NAMED_TEMPLATES)} (for a base model, "
-                            "'chatml' is a common choice), or give prompt/response pairs.")
-        return [plain_pair(tok, m[0]["content"], m[1]["content"], max_length, loss_on) for m in chats]
-    return [encode(tok, template, m, loss_on, max_length, i) for i, m in enumerate(chats)]
+    return [encode_messages(tok, template, m, loss_on, max_length, i) for i, m in enumerate(chats)]

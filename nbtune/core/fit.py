@@ -68,8 +68,9 @@ def device_capacity(device: torch.device | None = None, weights: int = 0) -> tup
 def fit_verdict(model: nn.Module, memory: MemoryEstimate, precision: str = "auto",
                 device: torch.device | None = None, capacity: int | None = None) -> FitVerdict:
     """The verdict for ``memory`` (an estimate of ``model``'s step); ``capacity`` overrides the detected one."""
-    name, usable = device_capacity(device, memory.weights if memory.weights else 0)
-    if capacity is not None:
+    if capacity is None:
+        name, usable = device_capacity(device, memory.weights)
+    else:
         from ..render.format import human_bytes
 
         name, usable = f"a device of {human_bytes(capacity)}", int(capacity * HEADROOM)

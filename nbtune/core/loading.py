@@ -426,8 +426,8 @@ def _load_model(
         if kind == "gguf":
             _drop_spent_gguf_quantizer(model, notes)
         if quantize:
-            model = prepare_for_kbit_training(model, gradient_checkpointing)
-        elif gradient_checkpointing:
+            model = prepare_for_kbit_training(model)
+        if gradient_checkpointing:
             set_gradient_checkpointing(model, True)
         if quantize or gradient_checkpointing:
             notes.extend(describe_fit(quantize, load_device(), gradient_checkpointing))

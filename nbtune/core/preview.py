@@ -99,12 +99,11 @@ def preview_data(session, data: Any, n: int = 3, **settings: Any) -> DataPreview
     if encode_chats is None:
         raise NbtuneError(f"preview() shows chat and prompt/response data for causal-lm sessions; this session's "
                           f"task is {session.task}.")
-    table = load_table(data)
-    encoded = encode_chats(session, table, cfg)
-    if encoded is None:
+    untruncated = encode_chats(session, load_table(data), TrainConfig.from_kwargs(**{**settings, "max_length": None}))
+    if untruncated is None:
         raise NbtuneError("preview() found no chat data: give a 'messages' column, prompt/response pairs or "
                           "instruction/output columns (plain text trains on every token).")
-    untruncated = encode_chats(session, table, TrainConfig.from_kwargs(**{**settings, "max_length": None}))
+    encoded = [e.cut(cfg.max_length) for e in untruncated]  # as training truncates them
     examples = [PreviewExample(i, _pieces(session.tokenizer, e, full.input_ids), len(e.input_ids), e.trained,
                                e.truncated) for i, (e, full) in enumerate(zip(encoded[:n], untruncated[:n]))]
     return DataPreview(

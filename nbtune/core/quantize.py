@@ -89,9 +89,9 @@ def default_dtype(generative: bool, quantize: str | None) -> str | torch.dtype:
     return torch.float32
 
 
-def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool) -> nn.Module:
-    """peft's preparation of a quantized model: everything frozen, norms in float32, and (when asked) gradient
-    checkpointing on, non-reentrant."""
+def prepare_for_kbit_training(model: nn.Module) -> nn.Module:
+    """peft's preparation of a quantized model: everything frozen, norms in float32. Gradient checkpointing is
+    ``set_gradient_checkpointing``'s, as for any model."""
     from peft import prepare_model_for_kbit_training
 
     for module in model.modules():
@@ -101,11 +101,7 @@ def prepare_for_kbit_training(model: nn.Module, gradient_checkpointing: bool) ->
         # for that kernel is turned off; GPUs never take that path.
         if getattr(module, "support_avx512bf16_for_cpu", False):
             module.support_avx512bf16_for_cpu = False
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-    if gradient_checkpointing and getattr(model, "config", None) is not None:
-        model.config.use_cache = False  # a cache is useless in training and transformers warns about it each step
-    return model
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def set_gradient_checkpointing(model: nn.Module, on: bool) -> None:
@@ -147,6 +143,7 @@ def merge_into_dequantized(peft_model, active: str) -> tuple[nn.Module, list[str
     full-precision copy. Merging into the packed weights would round the update away at 4 bits."""
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+    from ..render.format import human_bytes
     from .params import count_params
 
     quantize = quantization_of(peft_model)
@@ -161,9 +158,9 @@ def merge_into_dequantized(peft_model, active: str) -> tuple[nn.Module, list[str
     merged = fresh.merge_and_unload()
     for param in merged.parameters():
         param.requires_grad_(False)
-    size = count_params(merged).total_bytes
+    size = human_bytes(count_params(merged).total_bytes)
     return merged, [f"the {quantize} base was de-quantized to {str(dtype).replace('torch.', '')} and the adapter "
-                    f"merged into that full-precision copy ({size / 2**20:,.1f} MiB): save() writes it as ordinary "
+                    f"merged into that full-precision copy ({size}): save() writes it as ordinary "
                     "safetensors, loadable without bitsandbytes"]
 
 

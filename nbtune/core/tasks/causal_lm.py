@@ -51,18 +51,16 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
                 ids = list(ids) + eos
                 rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
             return Features(rows, [len(r["input_ids"]) for r in rows])
-        empty = [i for i, e in enumerate(encoded) if e.trained == 0]
-        if len(empty) == len(encoded):
-            raise DataError(
-                f"Every one of the {len(encoded)} examples has all its labels masked, so training would learn "
-                f"nothing: {'max_length=' + str(limit) + ' cuts off every assistant turn' if any(e.truncated for e in encoded) else 'no assistant tokens were found'}. "
-                "Raise max_length, check the roles, or pass loss_on='all'.")
-        for e in encoded:
-            rows.append({"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels})
-        keep = [i for i in range(len(rows)) if i not in set(empty)]
-        rows = [rows[i] for i in keep]  # an example with nothing trained adds only compute
+        # an example with nothing trained adds only compute: skipped, and counted
+        rows = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
+                for e in encoded if e.trained]
+        if not rows:
+            cause = (f"max_length={limit} cuts off every assistant turn" if any(e.truncated for e in encoded)
+                     else "no assistant tokens were found")
+            raise DataError(f"Every one of the {len(encoded)} examples has all its labels masked, so training would "
+                            f"learn nothing: {cause}. Raise max_length, check the roles, or pass loss_on='all'.")
         return Features(rows, [len(r["input_ids"]) for r in rows],
-                        meta={"truncated": sum(e.truncated for e in encoded), "skipped": len(empty),
+                        meta={"truncated": sum(e.truncated for e in encoded), "skipped": len(encoded) - len(rows),
                               "chat_template": cfg.chat_template})
 
     def pack(self, features: Features, cfg) -> Features:
@@ -78,7 +76,7 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
             session.notes.append(f"the tokenizer now uses the {name!r} chat template it was trained with")
 
     def collator(self, session, cfg):
-        return packed_collator(cfg.max_length) if cfg.packing else self.eval_collator(session, cfg)
+        return packed_collator() if cfg.packing else self.eval_collator(session, cfg)
 
     def eval_collator(self, session, cfg):
         """Padding per batch (evaluation never packs: its loss is per example)."""

@@ -42,16 +42,7 @@ def _turns(value: Any, i: int, column: str) -> list[dict[str, str]]:
         if not value.strip():
             raise DataError(f"Example {i} has no text in column {column!r}; remove it or fill it in.")
         return [{"role": "user" if column == "prompt" else "assistant", "content": value}]
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or not value:
-        raise DataError(f"Example {i}: column {column!r} must hold a text or a list of role/content messages; "
-                        f"got {value!r}.")
-    turns = [{"role": chat.SHAREGPT_ROLES.get(str(t.get("role", t.get("from"))).lower(), "user"),
-              "content": t.get("content", t.get("value"))} for t in value]
-    if any(not isinstance(t["content"], str) for t in turns):
-        raise DataError(f"Example {i}: every message in {column!r} needs a text content; got {value!r}.")
-    return turns
+    return chat.normalise_messages(value, i, require_assistant=column != "prompt")
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,14 +91,7 @@ class PreferenceTask(TaskHandler):
                     answer = answer[len(prompt):]
                 if not answer or answer[-1]["role"] != "assistant":
                     raise DataError(f"Example {i}: the {side} answer must end with an assistant turn.")
-                messages = prompt + answer
-                if template is None:
-                    if len(messages) != 2:
-                        raise DataError("This tokenizer has no chat template, so multi-turn preference data cannot "
-                                        f"be rendered. Pass chat_template= one of {', '.join(chat.NAMED_TEMPLATES)}.")
-                    encoded = chat.plain_pair(tok, prompt[0]["content"], answer[0]["content"], cfg.max_length)
-                else:
-                    encoded = chat.encode(tok, template, messages, "last", cfg.max_length, i)
+                encoded = chat.encode_messages(tok, template, prompt + answer, "last", cfg.max_length, i)
                 truncated += encoded.truncated
                 row[f"{side}_input_ids"], row[f"{side}_labels"] = encoded.input_ids, encoded.labels
             if all(any(label != IGNORE for label in row[f"{side}_labels"]) for side in SIDES):

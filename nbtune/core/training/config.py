@@ -32,7 +32,7 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
 
 
 SCHEDULES = ("linear", "cosine", "constant")
-LOSS_ON = ("assistant", "last", "all")  # the same as chat.LOSS_ON, which reads it from here
+LOSS_ON = ("assistant", "last", "all")  # chat data: which tokens carry the loss (core/chat.py)
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 

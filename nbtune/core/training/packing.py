@@ -48,7 +48,7 @@ def pack_features(features: Features, max_length: int) -> Features:
     return Features(rows, [len(r["input_ids"]) for r in rows], meta=meta)
 
 
-def packed_collator(max_length: int | None):
+def packed_collator():
     """Stack packed rows: shorter rows are filled with a padding segment of its own (positions from 0, no labels),
     and no attention mask is passed, so transformers keeps the examples apart by their position ids."""
 
