@@ -66,8 +66,8 @@ def run_case(name: str) -> dict:
     packing = case.get("packing", False)
     settings = dict(batch_size=8, max_length=512, lr=2e-4, log=False, save_run=False, precision="no")
     if name in ("grouped", "packed"):
+        from nbtune.core.data.batching import make_loader
         from nbtune.core.tasks.handlers import handler_for
-        from nbtune.core.training.batching import make_loader
         from nbtune.core.training.config import TrainConfig
         from nbtune.core.training.evaluation import prepare_data
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import nbtune
-from nbtune.core.training.data import read_conll
+from nbtune.core.data.features import read_conll
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wnut17"
 

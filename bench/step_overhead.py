@@ -29,7 +29,7 @@ import pandas as pd, torch
 import nbtune
 from nbtune.core.training.optim import build_optimizer, param_groups
 from nbtune.core.training.config import TrainConfig
-from nbtune.core.training.precision import resolve_precision
+from nbtune.core.model.precision import resolve_precision
 from transformers import get_scheduler
 
 N_TRAIN, BATCH, ROUNDS = {n_train}, {batch}, {rounds}

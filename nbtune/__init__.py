@@ -7,24 +7,25 @@
 
 import sys
 
-from ._lazy import lazy_attributes
-from .core import LAZY_NAMES as CORE_NAMES
-from .core.quiet import register_output_guard
-from .core.training.progress import register_view
-from .core.version import __version__
+from nbtune._lazy import lazy_attributes
+from nbtune.core import LAZY_NAMES as CORE_NAMES
+from nbtune.core.common.quiet import register_output_guard
+from nbtune.core.common.version import __version__
+from nbtune.core.training.progress import register_view
 
 LAZY_NAMES = {
     **{name: ".core" for name in CORE_NAMES},
-    "compare": ".core.compare", "race": ".core.compare", "runs": ".core.compare",
-    "default_model_path": ".core.defaults", "RecipeResult": ".core.recipe", "finetune": ".core.recipe:run_recipe",
-    "resume": ".core.runs", "runs_folder": ".core.runs", "set_runs_folder": ".core.runs",
+    "compare": ".core.workflows.compare", "race": ".core.workflows.compare", "runs": ".core.workflows.compare",
+    "default_model_path": ".core.common.defaults", "RecipeResult": ".core.workflows.finetune",
+    "finetune": ".core.workflows.finetune:run_recipe", "resume": ".core.workflows.resume",
+    "runs_folder": ".core.training.run_folder", "set_runs_folder": ".core.training.run_folder",
 }
 # `import nbtune` imports neither torch nor transformers: each name loads what it needs when first used.
 __getattr__, __dir__ = lazy_attributes(__name__, LAZY_NAMES, globals())
 
 
 def _notebook_dashboard(title: str):
-    from .ui.dashboard import TrainingDashboard
+    from nbtune.ui.dashboard import TrainingDashboard
 
     return TrainingDashboard(title=title)
 
@@ -32,7 +33,7 @@ def _notebook_dashboard(title: str):
 def _in_notebook_kernel() -> bool:
     if "ipykernel" not in sys.modules:  # not a kernel: nothing to import to find that out
         return False
-    from .ui.env import kernel_shell
+    from nbtune.ui.env import kernel_shell
 
     return kernel_shell() is not None
 
@@ -64,7 +65,7 @@ def _register_figures(shell=None) -> None:
 
         shell = get_ipython()
     if shell is not None and hasattr(shell, "display_formatter"):
-        from .ui.figures import register
+        from nbtune.ui.figures import register
 
         register(shell)
 
@@ -74,7 +75,7 @@ _register_figures()
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext nbtune``: registers the %nbtune and %%finetune magics."""
-    from .magics import load_ipython_extension as register
+    from nbtune.magics import load_ipython_extension as register
 
     register(ipython)
     _register_figures(ipython)

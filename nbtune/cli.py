@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core.errors import NbtuneError
+from nbtune.core.common.errors import NbtuneError
 
 
 def _output(recipe_path: Path, output: str | None) -> Path:
@@ -24,8 +24,9 @@ def _output(recipe_path: Path, output: str | None) -> Path:
 
 def run(recipe_path: str, output: str | None = None, resume: str | bool | None = None, log: bool = True) -> int:
     """Run a recipe file to the end: checkpoints, history.jsonl, metrics.json and the model in the output folder."""
-    from .core.recipe import is_main_process, read_recipe, run_recipe
-    from .core.training.checkpoint import complete_checkpoints
+    from nbtune.core.recipes.spec import read_recipe
+    from nbtune.core.training.checkpoint import complete_checkpoints
+    from nbtune.core.workflows.finetune import is_main_process, run_recipe
 
     path = Path(recipe_path)
     recipe = read_recipe(path)  # every recipe error comes here, before anything loads
@@ -57,8 +58,8 @@ def launch(recipe_path: str, processes: int, config: str | None = None, output: 
     import torch
     import yaml
 
-    from .core.recipe import read_recipe
-    from .core.training.distributed import check_process_count
+    from nbtune.core.recipes.spec import read_recipe
+    from nbtune.core.training.distributed import check_process_count
 
     read_recipe(recipe_path)  # fail before any process starts
     check_process_count(processes)
@@ -66,7 +67,7 @@ def launch(recipe_path: str, processes: int, config: str | None = None, output: 
         settings = yaml.safe_load(Path(config).read_text()) or {}
         kind = str(settings.get("distributed_type", "")).upper()
         if kind in ("FSDP", "DEEPSPEED"):
-            from .core.training.distributed import NOT_YET
+            from nbtune.core.training.distributed import NOT_YET
 
             raise NbtuneError(f"{config} asks for {kind}. " + NOT_YET.format(strategy=kind))
     tail = ["-m", "nbtune", "run", str(recipe_path)] + (["--output", output] if output else [])
@@ -86,8 +87,8 @@ def write_accelerate_config(recipe_path: str, strategy: str, processes: int, out
     """Write an accelerate config (DDP) for the recipe."""
     import yaml
 
-    from .core.recipe import read_recipe
-    from .core.training.distributed import accelerate_config
+    from nbtune.core.recipes.spec import read_recipe
+    from nbtune.core.training.distributed import accelerate_config
 
     read_recipe(recipe_path)  # a broken recipe fails here, not on the cluster
     config = accelerate_config(strategy, processes, machines=machines)

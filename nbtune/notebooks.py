@@ -85,7 +85,7 @@ def static_copy(nb):
     """``nb`` as a notebook to commit or share: no widget state (often 100+ KB) and no widget views, which no viewer
     can draw without that state; nbtune's static pictures stay (the dashboard's final picture, the outputs that
     follow the freezer and the adapter panel). Returns ``nb`` (changed)."""
-    from .ui.display import WIDGET_VIEW
+    from nbtune.ui.display import WIDGET_VIEW
 
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:

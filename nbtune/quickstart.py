@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="model folder or hub id (default: embedded all-MiniLM-L6-v2)")
     args = parser.parse_args(argv)
 
-    from .notebooks import execute, outputs
+    from nbtune.notebooks import execute, outputs
 
     notebook = Path(args.notebook)
     if not notebook.exists():

@@ -11,7 +11,7 @@ import nbtune
 from nbtune import AdapterError
 from nbtune.core.adapters import AdapterMethod, Field, all_methods, get_method, method_names, register_method
 from nbtune.core.adapters.registry import unregister_method
-from nbtune.core.architecture import is_adapter_param
+from nbtune.core.model.architecture import is_adapter_param
 
 from adapter_helpers import batch_for, changed, optimise, snapshot
 
@@ -64,7 +64,8 @@ def test_new_method_survives_freeze_replay_trains_and_reloads_identically(tiny_d
 
 @pytest.mark.parametrize("method", list(NEW))
 def test_new_method_exports_to_a_recipe_and_back(tiny_dirs, tmp_path, method):
-    from nbtune.core.recipe import build_session, read_recipe
+    from nbtune.core.recipes.build import build_session
+    from nbtune.core.recipes.spec import read_recipe
 
     s = bert_session(tiny_dirs)
     s.freeze("all")
@@ -120,7 +121,7 @@ def test_panel_and_magic_show_new_methods(tiny_dirs, shell):
 def test_a_method_registered_elsewhere_appears_everywhere(tiny_dirs):
     """What a contributor's new file does: register one AdapterMethod; the session, recipes, magic subcommands
     and completion, and the panel pick it up with no other edit."""
-    from nbtune.core.recipe import parse_recipe
+    from nbtune.core.recipes.spec import parse_recipe
     from nbtune.magics.magic import subcommands
     from nbtune.ui import AdapterPanel
 

@@ -350,7 +350,7 @@ def test_saving_over_a_foreign_folder_needs_overwrite(tiny_dirs, tmp_path):
 def test_a_save_cut_short_leaves_the_previous_one(tiny_dirs, tmp_path, monkeypatch):
     import os
 
-    from nbtune.core import persist
+    from nbtune.core.session import persist
 
     s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
     s.add_lora(r=2)

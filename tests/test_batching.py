@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import nbtune
-from nbtune.core.errors import TrainingError
-from nbtune.core.training.batching import LengthGroupedBatches, budget_batches
+from nbtune.core.common.errors import TrainingError
+from nbtune.core.data.batching import LengthGroupedBatches, budget_batches
 from nbtune.core.training.evaluation import in_input_order
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import nbtune
-from nbtune.core import chat
-from nbtune.core.errors import DataError, TrainConfigError
-from nbtune.core.training.data import Features
-from nbtune.core.training.packing import pack_features, packed_collator
+from nbtune.core.common.errors import DataError, TrainConfigError
+from nbtune.core.data import chat
+from nbtune.core.data.features import Features
+from nbtune.core.data.packing import pack_features, packed_collator
 
 CONVERSATION = [
     {"role": "system", "content": "be kind"},

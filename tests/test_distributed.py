@@ -14,7 +14,8 @@ import yaml
 from safetensors.torch import load_file
 
 import nbtune
-from nbtune.core.recipe import RecipeError, build_session, read_recipe
+from nbtune.core.recipes.build import build_session
+from nbtune.core.recipes.spec import RecipeError, read_recipe
 
 from tiny_models import tiny_config
 from training_helpers import toy_rows

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nbtune
-from nbtune.core.errors import NbtuneError
+from nbtune.core.common.errors import NbtuneError
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """The package's layering, checked on the sources: the core never reaches up into the package or its notebook
-layers, no module borrows another's private names, every exception lives in core/errors.py and is exported, and
+layers, no module borrows another's private names, every exception lives in core/common/errors.py and is exported, and
 ruff (pyflakes, import order, E402) is clean."""
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ def test_no_private_names_cross_modules():
 
 
 def test_every_exception_lives_in_errors_and_is_exported():
-    from nbtune.core import errors
+    from nbtune.core.common import errors
 
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Error") and path.name != "errors.py":
-                pytest.fail(f"{path.relative_to(ROOT)} defines {node.name}; exceptions belong in core/errors.py")
+                pytest.fail(f"{path.relative_to(ROOT)} defines {node.name}; exceptions belong in core/common/errors.py")
     defined = {n for n, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Exception)}
     assert defined <= set(nbtune.__all__) and all(getattr(nbtune, n) is getattr(errors, n) for n in defined)
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import nbtune
-from nbtune.core.errors import DataError, NbtuneError
-from nbtune.core.tasks import preference
+from nbtune.core.common.errors import DataError, NbtuneError
+from nbtune.core.objectives.dpo import DPO, DPOSettings
+from nbtune.core.tasks.preference import PreferenceTask
 
 PREFS = [{"prompt": "was the film good?", "chosen": "yes it was a lovely film", "rejected": "no it was dull and boring"},
          {"prompt": "how was the acting?", "chosen": "the acting was great", "rejected": "bad acting all around"}] * 8
@@ -49,9 +50,12 @@ def test_dpo_loss_and_rewards_equal_trls_on_the_same_batch(chat_dir, tmp_path):
         ours[f"{side}_input_ids"] = batch["input_ids"][rows_of]
         ours[f"{side}_attention_mask"] = batch["attention_mask"][rows_of]
         ours[f"{side}_labels"] = labels[rows_of]
-    preference._REFERENCES[policy] = reference  # the frozen copy nbtune would make, here TRL's reference
+    dpo = DPO(DPOSettings(beta=0.1))
+    dpo.use_reference(policy, reference)  # the frozen copy nbtune would make, here TRL's reference
     with torch.no_grad():
-        out = preference.DPOTask(beta=0.1).preference_loss(policy, ours)
+        result = dpo(policy, ours, PreferenceTask())
+    out = result.outputs
+    assert float(result.metrics["reward_margin"]) == pytest.approx(metrics["rewards/margins"], rel=1e-4)
     assert float(out.loss) == pytest.approx(trl_loss, rel=1e-5)
     assert float(out.chosen_rewards.mean()) == pytest.approx(metrics["rewards/chosen"], rel=1e-4)
     assert float(out.rejected_rewards.mean()) == pytest.approx(metrics["rewards/rejected"], rel=1e-4)
@@ -72,7 +76,7 @@ def test_dpo_with_an_adapter_uses_the_disabled_adapter_as_reference_and_learns(c
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     after = s.evaluate(PREFS)
     assert after["reward_accuracy"] == 1.0 and after["reward_margin"] > 0.05
-    assert s.model not in preference._REFERENCES  # no copy of the model was made
+    assert not s.training.objectives["dpo"].made_a_copy  # no copy of the model was made
     with s.adapters_disabled():  # the reference itself did not move
         assert s.evaluate(PREFS)["reward_margin"] == pytest.approx(0.0, abs=1e-6)
 
@@ -81,7 +85,8 @@ def test_dpo_without_an_adapter_keeps_a_frozen_copy_as_reference(chat_dir):
     s = nbtune.load(chat_dir, task="dpo")
     start = {n: p.detach().clone() for n, p in s.model.named_parameters()}
     s.train(PREFS, max_steps=4, batch_size=4, lr=1e-3, log=False, save_run=False)
-    reference = preference._REFERENCES[s.model]
+    assert s.task == "preference" and s.objective == "dpo"
+    reference = s.training.objectives["dpo"].reference_for(s.model)  # the copy made at the first step
     assert all(torch.equal(p, start[n]) for n, p in reference.named_parameters())
     assert not any(p.requires_grad for p in reference.parameters())
     assert any(not torch.equal(p, start[n]) for n, p in s.model.named_parameters())
@@ -94,7 +99,8 @@ def test_orpo_trains_without_a_reference(chat_dir):
     s.train(PREFS, max_steps=8, batch_size=4, lr=5e-3, beta=0.2, log=False, save_run=False)
     history = _history(s)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0] and history["reward_margin"].iloc[-1] > 0
-    assert s.model not in preference._REFERENCES
+    assert s.objective == "orpo" and "dpo" not in s.training.objectives  # no reference was needed or made
+    assert s.training.objectives["orpo"].settings.beta == 0.2  # train(beta=...) reached the objective
 
 
 def test_preference_data_in_messages_form_and_bad_data(chat_dir):
@@ -102,7 +108,7 @@ def test_preference_data_in_messages_form_and_bad_data(chat_dir):
     rows = [{"prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": r["prompt"]}],
              "chosen": [{"role": "assistant", "content": r["chosen"]}],
              "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in PREFS[:2]]
-    features = preference.DPOTask().prepare(s, __import__("pandas").DataFrame(rows), _cfg())
+    features = PreferenceTask().prepare(s, __import__("pandas").DataFrame(rows), _cfg())
     tok = s.tokenizer
     row = features.rows[0]
     assert tok.decode([t for t in row["chosen_labels"] if t != -100]) == "yes it was a lovely film <|im_end|>"

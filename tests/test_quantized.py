@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nbtune
-from nbtune.core.errors import ModelLoadError, SelectorError
+from nbtune.core.common.errors import ModelLoadError, SelectorError
 
 pytest.importorskip("bitsandbytes")
 
@@ -131,7 +131,7 @@ def test_bad_quantize_settings_are_refused_before_loading(chat_dir, cnn, smollm_
 
 def test_language_models_load_in_float32_on_a_cpu_by_default(chat_dir):
     assert next(nbtune.load(chat_dir).model.parameters()).dtype == torch.float32
-    from nbtune.core.quantize import default_dtype
+    from nbtune.core.model.quantize import default_dtype
 
     assert default_dtype(generative=False, quantize=None) == torch.float32
 
@@ -143,7 +143,8 @@ def test_a_recipe_exported_from_a_4bit_session_loads_it_the_same_way(chat_dir, t
     s.add_lora(r=4)
     recipe = yaml.safe_load(s.export(tmp_path / "recipe.yaml").read_text())
     assert recipe["quantize"] == "4bit" and recipe["gradient_checkpointing"] is True
-    from nbtune.core.recipe import build_session, read_recipe
+    from nbtune.core.recipes.build import build_session
+    from nbtune.core.recipes.spec import read_recipe
 
     again = build_session(read_recipe(tmp_path / "recipe.yaml"))
     assert again.source.quantize == "4bit" and again.gradient_checkpointing and again.adapters
@@ -157,4 +158,4 @@ def test_all_linear_covers_4bit_layers_and_a_saved_folder_loads_for_another_task
     assert info.method == "lora"
     nbtune.load(chat_dir).save(tmp_path / "chat-model")
     again = nbtune.load(tmp_path / "chat-model", task="dpo")
-    assert again.task == "dpo"
+    assert again.task == "preference" and again.objective == "dpo"

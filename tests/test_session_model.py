@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import nbtune
-from nbtune.core.architecture import is_peft_model
+from nbtune.core.model.architecture import is_peft_model
 from nbtune.core.training.events import StepEnded
 
 from training_helpers import toy_rows

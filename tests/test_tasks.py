@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import nbtune
+from nbtune.core.data.features import DataError, read_conll
 from nbtune.core.tasks.question_answering import QuestionAnsweringTask, squad_scores
 from nbtune.core.tasks.seq2seq import text_scores
 from nbtune.core.tasks.token_classification import entity_scores
 from nbtune.core.training.config import TrainConfig
-from nbtune.core.training.data import DataError, read_conll
 
 from tiny_models import DATA
 
@@ -294,7 +294,7 @@ def test_intermediate_task_then_target_task(tiny):
     (None, {"tokens": "words", "text": "sentence"}),
 ])
 def test_recipes_accept_every_tasks_columns(task, columns):
-    from nbtune.core.recipe import RecipeError, parse_recipe
+    from nbtune.core.recipes.spec import RecipeError, parse_recipe
 
     recipe = parse_recipe({"model": "m", **({"task": task} if task else {}), "data": {"train": "t.csv", **columns}})
     assert recipe.data == {"train": "t.csv", **columns}
@@ -344,7 +344,7 @@ def test_predict_is_the_tasks(tiny_dirs, tmp_path):
     ("cols.json", '{"text": ["a", "b"], "label": [1]}', r"cols.json: the columns have different lengths"),
 ])
 def test_readers_reject_malformed_rows_with_file_and_line(tmp_path, name, content, pattern):
-    from nbtune.core.training.data import load_table
+    from nbtune.core.data.features import load_table
 
     path = tmp_path / name
     path.write_text(content)
@@ -353,7 +353,7 @@ def test_readers_reject_malformed_rows_with_file_and_line(tmp_path, name, conten
 
 
 def test_readers_accept_well_formed_files(tmp_path):
-    from nbtune.core.training.data import load_table
+    from nbtune.core.data.features import load_table
 
     (tmp_path / "ok.conll").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n")
     table = load_table(tmp_path / "ok.conll")

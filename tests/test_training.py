@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import nbtune
+from nbtune.core.data.features import DataError
 from nbtune.core.training.checkpoint import complete_checkpoints, find_checkpoint
 from nbtune.core.training.config import TrainConfigError
-from nbtune.core.training.data import DataError
 from nbtune.core.training.events import Outcome, StepEnded
 from nbtune.core.training.loop import TrainingError
 
@@ -110,8 +110,8 @@ def test_prompt_tokens_are_not_learned(tiny_dirs):
 def test_chat_template_is_used(smollm_gguf):
     """Training renders a prompt/response pair as generate() asks: the prompt exactly as generate() feeds it, then
     the trained answer and its end-of-turn mark."""
-    from nbtune.core import chat
-    from nbtune.core.generation import chat_prompt
+    from nbtune.core.data import chat
+    from nbtune.core.tasks.generation import chat_prompt
 
     tok = nbtune.load(smollm_gguf, weights=False).tokenizer
     [encoded] = chat.encode_table(tok, pd.DataFrame([{"prompt": "What is 2+2?", "response": "4"}]), {}, None,
@@ -516,7 +516,7 @@ def test_out_of_memory_error_keeps_no_activations_alive(bert):
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((6, 0), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
 def test_auto_precision_uses_bf16_only_where_native(monkeypatch, capability, expected):
-    from nbtune.core.training.precision import resolve_precision
+    from nbtune.core.model.precision import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert resolve_precision("auto", "cuda:0") == expected
@@ -529,7 +529,7 @@ def test_auto_precision_on_cpu_uses_bf16_where_the_cpu_has_it_and_the_model_is_w
                                                                                        expected):
     from transformers import BertConfig, BertModel
 
-    from nbtune.core.training import precision
+    from nbtune.core.model import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     model = BertModel(BertConfig(hidden_size=width, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
@@ -681,7 +681,7 @@ def test_names_from_other_tools_suggest_nbtunes(given, meant):
 
 
 def test_adapter_and_recipe_synonyms(bert):
-    from nbtune.core.recipe import RecipeError, parse_recipe
+    from nbtune.core.recipes.spec import RecipeError, parse_recipe
 
     with pytest.raises(nbtune.AdapterError, match="'rank' \\(did you mean 'r'\\?\\)"):
         bert.add_adapter("lora", rank=8)
@@ -690,7 +690,7 @@ def test_adapter_and_recipe_synonyms(bert):
 
 
 def test_a_recipe_head_of_another_width_than_its_labels_is_refused():
-    from nbtune.core.recipe import RecipeError, parse_recipe
+    from nbtune.core.recipes.spec import RecipeError, parse_recipe
 
     with pytest.raises(RecipeError, match="loaded with 2 classes .* head asks for 3"):
         parse_recipe({"model": "m", "labels": ["negative", "positive"], "head": {"num_labels": 3}})

@@ -249,7 +249,7 @@ def test_dropped_widgets_are_not_kept_alive_by_the_session(bert):
     calls = []
     bert.add_listener(lambda change: calls.append(change))  # a plain function is kept: nothing else holds it
     bert.unfreeze("head")
-    assert calls == ["freeze"] and calls[0] is nbtune.core.changes.Change.FREEZE
+    assert calls == ["freeze"] and calls[0] is nbtune.core.common.changes.Change.FREEZE
 
 
 def test_dashboard_redraws_the_whole_curve_of_a_resumed_run(tiny_dirs, tmp_path):

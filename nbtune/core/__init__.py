@@ -4,17 +4,18 @@ Never imports IPython, ipywidgets or matplotlib, nor the package's notebook laye
 notebook faces are thin layers over this package's public API.
 """
 
-from .._lazy import lazy_attributes
+from nbtune._lazy import lazy_attributes
 
 _ERRORS = ("AdapterError", "CallbackError", "CheckpointError", "DataError", "HeadError", "MagicUsageError",
            "MetaModelError", "ModelLoadError", "NbtuneError", "OutOfMemoryError", "RecipeError", "SaveError",
            "SelectorError", "TaskError", "TrainConfigError", "TrainingError")
 LAZY_NAMES = {
-    **{name: ".errors" for name in _ERRORS},
-    "AdapterInfo": ".adapters", "LoraTargets": ".adapters", "FreezeReport": ".freeze", "Selection": ".freeze",
-    "HeadChange": ".heads", "LayerTree": ".inspect", "ModuleInfo": ".inspect", "ModelSource": ".loading",
-    "load": ".loading", "MemoryEstimate": ".memory", "ParamCounts": ".params", "SaveReport": ".persist",
-    "Session": ".session", "Summary": ".summary",
+    **{name: ".common.errors" for name in _ERRORS},
+    "AdapterInfo": ".adapters", "LoraTargets": ".adapters", "FreezeReport": ".model.freeze",
+    "Selection": ".model.freeze", "HeadChange": ".tasks.heads", "LayerTree": ".model.inspect",
+    "ModuleInfo": ".model.inspect", "ModelSource": ".model.source", "load": ".session.loading",
+    "MemoryEstimate": ".model.memory", "ParamCounts": ".model.params", "SaveReport": ".session.persist",
+    "Session": ".session.session", "Summary": ".model.summary",
 }
 # torch and transformers load with the first name that needs them (nbtune/_lazy.py)
 __getattr__, __dir__ = lazy_attributes(__name__, LAZY_NAMES, globals())

@@ -40,7 +40,7 @@ class PublicDataset:
 
 
 def _sentiment_sample(split: str):
-    from . import reviews
+    from nbtune.examples.bundled import reviews
 
     train, held = reviews()
     table = train if split == "train" else held
@@ -62,7 +62,7 @@ def _held_out(table, split: str, held: int):
 
 
 def _wnut_sample(split: str):
-    from ..core.training.data import read_conll
+    from nbtune.core.data.features import read_conll
 
     return _held_out(read_conll(HERE / "wnut17_sample.conll"), split, 10)
 
@@ -131,7 +131,7 @@ def load_public(name: str, split: str = "train", n: int | None = None, verbose: 
         try:
             from datasets import load_dataset
 
-            from ..core.quiet import quiet_dependencies
+            from nbtune.core.common.quiet import quiet_dependencies
 
             with quiet_dependencies():
                 ds = load_dataset(spec.hub_id, spec.config, split=spec.splits[split], revision=spec.revision)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def _complete(magics):
     """Tab completion: subcommands first, then presets and the current model's module names."""
-    from .magic import subcommands
+    from nbtune.magics.magic import subcommands
 
     presets = ["all", "head", "qkv", "top:1", "top:2", "bitfit", "embeddings", "adapters"]
 
@@ -16,19 +16,22 @@ def _complete(magics):
         if words[1] in ("freeze", "unfreeze", "layers") and magics.current:
             names = [n for n, _ in magics.sessions[magics.current].model.named_modules() if n and n.count(".") < 4]
             return presets + names
-        from ..core.adapters import get_method, method_names
+        from nbtune.core.adapters import get_method, method_names
 
         if words[1] in method_names():  # each method's own settings, from the registry
             spec = get_method(words[1])
             targets = [f.name for f in spec.fields if f.kind == "targets"]
             out = [f"{key}=" for key in spec.accepted_keys if key not in targets]
             return out + (["targets=qkv", "targets=all-linear"] if targets else [])
-        if words[1] == "train":  # every training setting, from TrainConfig itself
+        if words[1] == "train":  # every training setting, from TrainConfig itself and the objectives' registry
             from dataclasses import fields
 
-            from ..core.training.config import TrainConfig
+            from nbtune.core.objectives import objective_names, objective_settings_names
+            from nbtune.core.training.config import TrainConfig
 
-            return ["eval=", "resume="] + [f"{f.name}=" for f in fields(TrainConfig) if f.name != "columns"]
+            own = [f"{f.name}=" for f in fields(TrainConfig) if f.name not in ("columns", "objective_settings")]
+            objectives = sorted({f"{n}=" for names in objective_settings_names().values() for n in names})
+            return ["eval=", "resume="] + own + objectives + [f"objective={name}" for name in objective_names()]
         return []
 
     return complete
@@ -36,7 +39,7 @@ def _complete(magics):
 
 def load_ipython_extension(ipython) -> None:
     """Register %nbtune and %%finetune in this IPython session."""
-    from .magic import NbtuneMagics
+    from nbtune.magics.magic import NbtuneMagics
 
     magics = NbtuneMagics(ipython)
     ipython.register_magics(magics)

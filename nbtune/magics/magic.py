@@ -11,13 +11,12 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, Float, Int
 
-from ..core.errors import NbtuneError
-from ..core.recipe import RecipeResult, run_recipe
-from ..core.training.config import TrainConfig
-from .parse import MagicUsageError, check_keys, resolve_ref, settings, split
+from nbtune.core.common.errors import NbtuneError
+from nbtune.core.training.config import TrainConfig
+from nbtune.magics.parse import MagicUsageError, check_keys, resolve_ref, settings, split
 
 if TYPE_CHECKING:
-    from ..core.session import Session
+    from nbtune.core.session.session import Session
 
 # The model side (torch, transformers, peft) is imported by the first command that needs it, so %load_ext is quick.
 
@@ -27,14 +26,14 @@ COMMANDS = ("load", "session", "sessions", "use", "layers", "freeze", "unfreeze"
 
 def subcommands() -> tuple[str, ...]:
     """Every ``%nbtune`` subcommand: the fixed ones and one per registered adapter method (lora, vera, ...)."""
-    from ..core.adapters import method_names
+    from nbtune.core.adapters import method_names
 
     return COMMANDS + tuple(method_names())
 
 
 def load_options() -> list[str]:
     """load()'s own keywords (read from its signature, so a new one is usable at once), plus the session's name."""
-    from ..core.loading import load
+    from nbtune.core.session.loading import load
 
     return [p.name for p in inspect.signature(load).parameters.values()
             if p.name != "source" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)] + ["name"]
@@ -127,7 +126,7 @@ class NbtuneMagics(Magics):
         command, rest = words[0], words[1:]
         known = subcommands()
         if command not in known:
-            from ..core.errors import close_matches
+            from nbtune.core.common.errors import close_matches
 
             hint = close_matches(command, known, n=1)
             raise MagicUsageError(f"Unknown subcommand {command!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
@@ -152,7 +151,7 @@ class NbtuneMagics(Magics):
         name = opts.pop("name", target)
         if isinstance(opts.get("labels"), str):
             opts["labels"] = [x.strip() for x in opts["labels"].split(",")]
-        from ..core.loading import load
+        from nbtune.core.session.loading import load
 
         session = load(resolve_ref(positional[0], self.shell.user_ns), **opts)
         name = self.register(session, name)
@@ -172,7 +171,7 @@ class NbtuneMagics(Magics):
     def _cmd_runs(self, target, rest):
         if rest:
             raise MagicUsageError("%nbtune runs (no arguments; nbtune.runs(folder) reads another folder)")
-        from ..core.compare import runs
+        from nbtune.core.workflows.compare import runs
 
         return runs()
 
@@ -180,7 +179,7 @@ class NbtuneMagics(Magics):
         positional, opts = self._settings(rest)
         if len(positional) != 1:
             raise MagicUsageError("%nbtune resume RUN [setting=value ...]: RUN is a name from %nbtune runs or a folder.")
-        from ..core.runs import resume
+        from nbtune.core.workflows.resume import resume
 
         result = resume(positional[0], progress=self._progress, **opts)
         name = self.register(result.session, target)
@@ -204,7 +203,7 @@ class NbtuneMagics(Magics):
         check_keys(opts, ["depth", "widget", "fold", "no_fold"], "layers")
         s = self.session(target)
         if opts.get("widget"):
-            from ..ui.layer_widget import LayerFreezer
+            from nbtune.ui.layer_widget import LayerFreezer
 
             return LayerFreezer(s)
         fold = False if opts.get("no_fold") else opts.get("fold")
@@ -232,7 +231,7 @@ class NbtuneMagics(Magics):
 
     def _adapter(self, method: str, target, rest):
         """``%nbtune METHOD key=value ...``: Session.add_adapter with the method's registered settings."""
-        from ..core.adapters import get_method
+        from nbtune.core.adapters import get_method
 
         s = self.session(target)
         _, opts = self._settings(rest)
@@ -242,7 +241,7 @@ class NbtuneMagics(Magics):
         return s.summary(seq_len=self.summary_seq_len)
 
     def _cmd_adapters(self, target, rest):
-        from ..ui.adapter_panel import AdapterPanel
+        from nbtune.ui.adapter_panel import AdapterPanel
 
         return AdapterPanel(self.session(target))
 
@@ -273,7 +272,7 @@ class NbtuneMagics(Magics):
         check_keys(opts, ["batch_size", "max_length", "columns"], "eval")
         if len(positional) != 1:
             raise MagicUsageError("%nbtune eval DATA: DATA is $variable or a path.")
-        from ..render.training import metrics_text
+        from nbtune.render.training import metrics_text
 
         metrics = self.session(target).evaluate(resolve_ref(positional[0], self.shell.user_ns), **opts)
         print(metrics_text(metrics))
@@ -319,6 +318,8 @@ class NbtuneMagics(Magics):
     def _finetune(self, line: str, cell: str) -> Any:
         args = parse_argstring(self.finetune, line)
         recipe = _with_defaults(cell, self._train_defaults())
+        from nbtune.core.workflows.finetune import RecipeResult, run_recipe  # loads torch: not at %load_ext
+
         result = run_recipe(recipe, self.shell.user_ns, dry_run=args.dry_run, progress=self._progress)
         if not isinstance(result, RecipeResult):  # a race: its comparison, no single session to make current
             if args.output:
@@ -338,7 +339,7 @@ class NbtuneMagics(Magics):
 
 def _with_defaults(cell: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The recipe with %config defaults filled in under its own train settings."""
-    from ..core.recipe import load_yaml
+    from nbtune.core.recipes.spec import load_yaml
 
     data = load_yaml(cell) or {}
     if isinstance(data, dict) and isinstance(data.get("train", {}), dict):

@@ -10,7 +10,7 @@ import re
 import shlex
 from typing import Any
 
-from ..core.errors import MagicUsageError
+from nbtune.core.common.errors import MagicUsageError
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _WORDS = {"true": True, "false": False, "none": None, "null": None}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import html_table, text_table
+from nbtune.render.format import html_table, text_table
 
 _HEADERS = ["target", "type", "count", "shape", "params per rank", "at r=8"]
 

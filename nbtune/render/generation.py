@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from .format import esc
+from nbtune.render.format import esc
 
 CELL = "text-align:left;vertical-align:top;white-space:pre-wrap;padding:0.3em 0.6em;border:1px solid rgba(128,128,128,0.4)"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import esc
+from nbtune.render.format import esc
 
 
 def lr_find_headline(result) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import badge, esc, html_table, text_table
+from nbtune.render.format import badge, esc, html_table, text_table
 
 # trained text: a tint of the "ok" badge colour behind the theme's own font colour (readable on light and dark), and
 # an underline so the difference survives printing and colour blindness; masked text: the theme's colour, faded

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import badge, esc, html_table, human_bytes, human_count, pct, text_table
+from nbtune.render.format import badge, esc, html_table, human_bytes, human_count, pct, text_table
 
 
 def _module_rows(summary) -> list[list[str]]:
@@ -48,6 +48,8 @@ def summary_text(summary) -> str:
         f"Estimated training memory ({summary.memory.assumptions}):",
         text_table(["part", "size"], _memory_rows(summary), right={1}),
     ]
+    if summary.processor:
+        parts.insert(1, f"processor: {summary.processor}")
     if summary.fit is not None:
         parts.append(f"Fit: {summary.fit.text}")
     parts += [f"note: {n}" for n in summary.notes]
@@ -62,8 +64,9 @@ def summary_html(summary) -> str:
         f'height:8px;border-radius:4px"></div></div>'
     )
     notes = "".join(f"<li>{esc(n)}</li>" for n in summary.notes)
+    processor = f"<small>processor: {esc(summary.processor)}</small>" if summary.processor else ""
     return (
-        f'<div class="nbtune-summary"><b>{esc(_headline(summary))}</b>{bar}'
+        f'<div class="nbtune-summary"><b>{esc(_headline(summary))}</b>{bar}{processor}'
         f'<div style="display:flex;gap:2em;align-items:flex-start">'
         f"<div>{html_table(['module', 'type', 'params', 'trainable', '%'], _module_rows(summary), right={2, 3, 4})}</div>"
         f"<div><i>Estimated training memory</i>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import esc, html_table, text_table
+from nbtune.render.format import esc, html_table, text_table
 
 _COLUMNS = ["name", "model", "method", "trainable", "steps", "best", "status", "seconds", "size_mb"]
 _HEADERS = ["run", "model", "method", "trainable", "steps", "best", "status", "time (s)", "size (MB)"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .format import esc, html_table, text_table
+from nbtune.render.format import esc, html_table, text_table
 
 
 def _metric_rows(metrics: dict[str, float]) -> list[list[str]]:

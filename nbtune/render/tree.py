@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .format import badge, esc, human_count, muted
+from nbtune.render.format import badge, esc, human_count, muted
 
 _MARK = {"all": "yes", "none": "no", "partial": "part"}
 

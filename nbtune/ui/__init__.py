@@ -4,7 +4,7 @@ Everything here only renders or forwards clicks to public ``Session`` methods; n
 lives in this package.
 """
 
-from .._lazy import lazy_attributes
+from nbtune._lazy import lazy_attributes
 
 LAZY_NAMES = {"AdapterPanel": ".adapter_panel", "TrainingDashboard": ".dashboard", "LayerFreezer": ".layer_widget"}
 # ipywidgets, matplotlib and torch load with the view that needs them (nbtune/_lazy.py)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.adapters import all_methods, get_method
-from ..core.errors import NbtuneError
-from ..render.format import esc, human_count, message
-from .display import WidgetPicture
+from nbtune.core.adapters import all_methods, get_method
+from nbtune.core.common.errors import NbtuneError
+from nbtune.render.format import esc, human_count, message
+from nbtune.ui.display import WidgetPicture
 
 _QKV = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "c_attn", "q", "k", "v", "query_key_value"}
 

@@ -13,12 +13,12 @@ import base64
 import time
 from typing import Any
 
-from ..core.training.callbacks import History
-from ..core.training.events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
-from ..render.format import esc, html_table
-from .display import show_widget
-from .env import clicks_while_busy, kernel_shell
-from .plot import LossPlot
+from nbtune.core.training.callbacks import History
+from nbtune.core.training.events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
+from nbtune.render.format import esc, html_table
+from nbtune.ui.display import show_widget
+from nbtune.ui.env import clicks_while_busy, kernel_shell
+from nbtune.ui.plot import LossPlot
 
 # The share of a run's wall time the live plot may take (bench/step_overhead.py measures the whole per-step cost),
 # the cost assumed for the first redraw, and the least time between two updates of the progress text and bar.

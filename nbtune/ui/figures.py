@@ -32,7 +32,7 @@ def png_tag(figure: Figure, alt: str) -> str:
 
 
 def lr_find_html(result) -> str:
-    from ..render.lr_find import lr_find_html as html
+    from nbtune.render.lr_find import lr_find_html as html
 
     figure = _figure(5.5, 3.0)
     ax = figure.add_subplot(1, 1, 1)
@@ -50,8 +50,8 @@ def lr_find_html(result) -> str:
 
 def comparison_html(comparison) -> str:
     """The comparison's tables with the runs' smoothed training losses and evaluation curves overlaid."""
-    from ..render.runs import comparison_html as html
-    from .plot import smoothed
+    from nbtune.render.runs import comparison_html as html
+    from nbtune.ui.plot import smoothed
 
     metric = next((k for r in comparison.runs for row in r.rows for k in row
                    if k.startswith("eval_") and k != "eval_loss"), "eval_loss")
@@ -73,7 +73,7 @@ def comparison_html(comparison) -> str:
 
 FORMATTERS: dict[tuple[str, str], Callable[[object], str]] = {
     ("nbtune.core.training.lr_find", "LRFindResult"): lr_find_html,
-    ("nbtune.core.compare", "Comparison"): comparison_html,
+    ("nbtune.core.workflows.compare", "Comparison"): comparison_html,
 }
 
 

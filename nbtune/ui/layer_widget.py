@@ -11,13 +11,13 @@ from typing import Any
 
 from torch import nn
 
-from ..core.changes import Change
-from ..core.errors import NbtuneError
-from ..core.inspect import trainable_counts, trainable_state
-from ..core.params import param_numel
-from ..render.format import esc, human_count, message, muted
-from ..render.tree import state_mark
-from .display import WidgetPicture
+from nbtune.core.common.changes import Change
+from nbtune.core.common.errors import NbtuneError
+from nbtune.core.model.inspect import trainable_counts, trainable_state
+from nbtune.core.model.params import param_numel
+from nbtune.render.format import esc, human_count, message, muted
+from nbtune.render.tree import state_mark
+from nbtune.ui.display import WidgetPicture
 
 
 class _Row:

@@ -1,9 +1,8 @@
 """PEFT adapters through peft: a registry of methods (one file each in ``methods/``), one manager for
 attach/switch/merge."""
 
-from ..architecture import is_peft_model
-from .manager import AdapterInfo, adapter_infos
-from .registry import (
+from nbtune.core.adapters.manager import AdapterInfo, adapter_infos
+from nbtune.core.adapters.registry import (
     AdapterMethod,
     AdapterPlan,
     Field,
@@ -13,7 +12,8 @@ from .registry import (
     method_names,
     register_method,
 )
-from .targets import LoraTargets, TargetGroup, lora_targets, resolve_targets
+from nbtune.core.adapters.targets import LoraTargets, TargetGroup, lora_targets, resolve_targets
+from nbtune.core.model.architecture import is_peft_model
 
 __all__ = [
     "AdapterInfo", "AdapterMethod", "AdapterPlan", "Field", "LoraTargets", "TargetGroup", "adapter_infos",

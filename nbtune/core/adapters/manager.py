@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..architecture import is_adapter_param, is_peft_model, is_shadow_param, unwrap
-from ..errors import AdapterError, SelectorError
-from ..freeze import select
-from ..params import param_numel
-from ..quantize import merge_into_dequantized, quantization_of
-from .registry import AdapterPlan, method_for_peft_type
+from nbtune.core.adapters.registry import AdapterPlan, all_methods, method_for_peft_type
+from nbtune.core.common.errors import AdapterError, SelectorError
+from nbtune.core.model.architecture import is_adapter_param, is_peft_model, is_shadow_param, unwrap
+from nbtune.core.model.freeze import select
+from nbtune.core.model.params import param_numel
+from nbtune.core.model.quantize import merge_into_dequantized, quantization_of
 
 
 @dataclass
@@ -45,8 +45,6 @@ def method_of(model: nn.Module, name: str) -> str:
 
 
 def _mergeable(method: str) -> bool:
-    from .registry import all_methods
-
     return any(m.name == method and m.mergeable for m in all_methods())
 
 

@@ -5,11 +5,10 @@ completion, and the adapter panel's form all read this registry, so a new method
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import AdapterError, close_matches
+from nbtune.core.common.errors import AdapterError, close_matches
 
 
 @dataclass
@@ -90,18 +89,16 @@ def register_method(method: AdapterMethod) -> AdapterMethod:
     if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
         raise ValueError(f"An adapter method named {method.name!r} is already registered.")
     _REGISTRY[method.name] = method
-    adapter_param_prefixes.cache_clear()
     return method
 
 
 def unregister_method(name: str) -> None:
     """Remove a method registered at run time (tests, experiments)."""
     _REGISTRY.pop(name, None)
-    adapter_param_prefixes.cache_clear()
 
 
 def _ensure_loaded() -> None:
-    from . import methods  # noqa: F401  (importing the package registers every method file in it)
+    from nbtune.core.adapters import methods  # noqa: F401  (importing the package registers every method file in it)
 
 
 def all_methods() -> list[AdapterMethod]:
@@ -130,14 +127,3 @@ def method_for_peft_type(peft_type: Any) -> AdapterMethod | None:
     return next((m for m in all_methods() if m.peft_type == value), None)
 
 
-@functools.lru_cache(maxsize=1)
-def adapter_param_prefixes() -> tuple[str, ...]:
-    """Name parts that mark a parameter as peft's: peft's own prefix per method (``lora_``, ``vera_lambda_``,
-    ``hada_``, ...), its soft-prompt container and its trainable head copies."""
-    prefixes = {"prompt_encoder", "modules_to_save"}
-    try:
-        from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
-    except ImportError:  # an older peft: the registered methods' prefixes below still apply
-        PEFT_TYPE_TO_PREFIX_MAPPING = {}
-    prefixes.update(PEFT_TYPE_TO_PREFIX_MAPPING.values())
-    return tuple(sorted(prefixes))

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..architecture import head_module_names, is_adapter_param, is_under, qkv_module_names, unwrap
-from ..errors import AdapterError, SelectorError
-from ..freeze import select
+from nbtune.core.common.errors import AdapterError, SelectorError
+from nbtune.core.model.architecture import head_module_names, is_adapter_param, is_under, qkv_module_names, unwrap
+from nbtune.core.model.freeze import select
+from nbtune.render.adapters import targets_html, targets_text
 
 
 @dataclass
@@ -47,13 +48,9 @@ class LoraTargets:
         return sum(self[n].params_per_rank for n in short_names) * r
 
     def __repr__(self) -> str:
-        from ...render.adapters import targets_text
-
         return targets_text(self)
 
     def _repr_html_(self) -> str:
-        from ...render.adapters import targets_html
-
         return targets_html(self)
 
 

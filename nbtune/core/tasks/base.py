@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import TaskError
-from ..training.data import DataError, Features, pick_column
+from nbtune.core.common.errors import TaskError, TrainConfigError
+from nbtune.core.data.features import DataError, Features, pick_column
 
 
 class TaskHandler:
@@ -30,6 +30,7 @@ class TaskHandler:
     greater_is_better = False
     raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
     order = 50  # place in listings (encoder tasks first, as the docs present them)
+    default_objective = "supervised"  # the objective (nbtune.core.objectives) that trains it unless one is named
 
     @classmethod
     def for_session(cls, session) -> "TaskHandler":
@@ -58,8 +59,6 @@ class TaskHandler:
 
     def pack(self, features: Features, cfg) -> Features:
         """Training features packed several to a row (``packing=True``); only causal LM packs."""
-        from ..errors import TrainConfigError
-
         raise TrainConfigError(f"packing=True is for causal-lm fine-tuning; {self.name} examples are not packed.")
 
     def collect(self, outputs, batch: dict[str, torch.Tensor], store: dict[str, list]) -> None:

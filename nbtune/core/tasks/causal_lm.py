@@ -3,11 +3,11 @@ instructions) with the loss on the assistant's tokens only (``chat.py`` renders 
 
 from __future__ import annotations
 
-from .. import chat
-from ..training.data import DataError, Features
-from ..training.packing import pack_features, packed_collator
-from .base import GenerativeTask, TokenLossTask, require_tokenizer, texts_of
-from .registry import register_task
+from nbtune.core.data import chat
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.data.packing import pack_features, packed_collator
+from nbtune.core.tasks.base import GenerativeTask, TokenLossTask, require_tokenizer, texts_of
+from nbtune.core.tasks.registry import register_task
 
 IGNORE = chat.IGNORE
 

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training.data import DataError, Features
-from . import has_default_names
-from .base import TaskHandler, in_length_order, require_tokenizer, texts_of
-from .registry import register_task
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks import has_default_names
+from nbtune.core.tasks.base import TaskHandler, in_length_order, require_tokenizer, texts_of
+from nbtune.core.tasks.registry import register_task
 
 TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
 PAIR = ("text_pair", "sentence2", "question2")

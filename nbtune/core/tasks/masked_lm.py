@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..training.data import Features
-from .base import TokenLossTask, require_tokenizer, texts_of
-from .registry import register_task
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import TokenLossTask, require_tokenizer, texts_of
+from nbtune.core.tasks.registry import register_task
 
 TEXT = ("text", "content", "document", "sentence")
 
@@ -24,8 +24,6 @@ class MaskedLMTask(TokenLossTask):
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
         if tok.mask_token is None:
-            from ..training.data import DataError
-
             raise DataError("This tokenizer has no mask token, so masked-LM training is not possible with it.")
         column = self.column(table, "text", cfg.columns)
         enc = tok(texts_of(table, column), truncation=True, max_length=cfg.max_length, return_special_tokens_mask=True)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..training.data import DataError, Features
-from .base import TaskHandler
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import TaskHandler
 
 
 class _Output:

@@ -1,38 +1,25 @@
-"""Preference tuning: DPO (Rafailov et al. 2023) and ORPO (Hong et al. 2024) on prompt/chosen/rejected data.
+"""Preference data: a prompt with a chosen and a rejected answer, as texts or message lists.
 
 Each example is the prompt with its chosen answer and with its rejected one, rendered by the chat template (as
-chat SFT renders them, ``chat.py``), with the loss mask on the answer. A step runs both through the model in one
-batch and sums each answer's token log-probabilities.
-
-- DPO compares them with a reference model: with an adapter attached, the same model with its adapters disabled
-  (no second copy in memory); without one, a frozen copy of the model as it was when preference training began.
-  loss = -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r)))), the rewards being
-  beta * (log pi - log ref). This is TRL's "sigmoid" DPO loss, checked against it in the tests.
-- ORPO needs no reference: the chosen answer's mean token NLL plus lambda times -log sigmoid of the log odds ratio
-  of the two answers' mean token probabilities.
-
-Step metrics (the dashboard's second panel): reward margin, reward accuracy (share of pairs where the chosen answer
-gets the higher reward), and the chosen and rejected rewards.
+chat SFT renders them, ``data/chat.py``), with the loss mask on the answer. ``logps`` runs both through the model in
+one batch and sums each answer's token log-probabilities; the objectives that compare them (``objectives/dpo.py``,
+``objectives/orpo.py``) make the loss. ``task="dpo"`` or ``task="orpo"`` names this task with that objective.
 """
 
 from __future__ import annotations
 
-import copy
-import weakref
-from types import SimpleNamespace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from .. import chat
-from ..training.data import DataError, Features
-from .base import TaskHandler, require_tokenizer
-from .registry import register_task
+from nbtune.core.common.errors import TaskError, TrainConfigError
+from nbtune.core.data import chat
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import TaskHandler, require_tokenizer
+from nbtune.core.tasks.registry import register_task
 
 IGNORE = chat.IGNORE
 SIDES = ("chosen", "rejected")
-_REFERENCES: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
 
 
 def _turns(value: Any, i: int, column: str) -> list[dict[str, str]]:
@@ -60,9 +47,14 @@ def _pad(rows: list[list[int]], value: int, width: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
+@register_task
 class PreferenceTask(TaskHandler):
-    """The data, batching and bookkeeping shared by the preference losses; subclasses give ``preference_loss``."""
+    """Chosen/rejected answer pairs for a causal LM, trained by a preference objective (DPO by default)."""
 
+    name = "preference"
+    aliases = ("dpo", "orpo", "preference-tuning", "direct-preference-optimization")
+    description = "preference tuning on chosen/rejected answers (objectives: dpo, orpo)"
+    default_objective = "dpo"
     auto_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
     columns = {"prompt": ("prompt", "question", "instruction"), "chosen": ("chosen",), "rejected": ("rejected",)}
@@ -70,15 +62,10 @@ class PreferenceTask(TaskHandler):
     greater_is_better = True
     order = 60
     eval_batch_factor = 2
-    uses_reference = False
-
-    def __init__(self, beta: float = 0.1):
-        self.beta = beta
 
     # -- data -------------------------------------------------------------------------------------------------
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
         tok = require_tokenizer(session, self.name)
-        self.beta = cfg.beta  # the loss of this run (the handler serves one run or one evaluation)
         columns = {role: self.column(table, role, cfg.columns) for role in ("prompt", "chosen", "rejected")}
         template = chat.chat_template_of(tok, cfg.chat_template)
         rows, truncated, skipped = [], 0, 0
@@ -106,8 +93,6 @@ class PreferenceTask(TaskHandler):
                                              "chat_template": cfg.chat_template})
 
     def pack(self, features, cfg):
-        from ..errors import TrainConfigError
-
         raise TrainConfigError(f"packing=True is for causal-lm fine-tuning; {self.name} compares whole answers, "
                                "which are not packed.")
 
@@ -148,79 +133,6 @@ class PreferenceTask(TaskHandler):
         n = batch["chosen_input_ids"].shape[0]
         return total[:n], total[n:], count[:n], count[n:]
 
-    def reference_logps(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The answers' log-probs under the reference: the model with its adapters disabled, else the frozen copy
-        made when preference training first ran on this model."""
-        from ..adapters import is_peft_model
-
-        with torch.no_grad():
-            if is_peft_model(model):
-                with model.disable_adapter():
-                    chosen, rejected, _, _ = self.logps(model, batch)
-            else:
-                reference = _REFERENCES.get(model)
-                if reference is None:
-                    reference = copy.deepcopy(model).eval().requires_grad_(False)
-                    _REFERENCES[model] = reference
-                chosen, rejected, _, _ = self.logps(reference, batch)
-        return chosen, rejected
-
     def forward(self, model, batch):
-        return self.preference_loss(model, batch)
-
-    def preference_loss(self, model, batch) -> SimpleNamespace:
-        raise NotImplementedError
-
-    def step_metrics(self, outputs, batch) -> dict[str, torch.Tensor]:
-        return {"reward_margin": outputs.margin.mean(), "reward_accuracy": (outputs.margin > 0).float().mean(),
-                "reward_chosen": outputs.chosen_rewards.mean(), "reward_rejected": outputs.rejected_rewards.mean()}
-
-    # -- evaluation -------------------------------------------------------------------------------------------
-    def collect(self, outputs, batch, store) -> None:
-        store.setdefault("margins", []).extend(outputs.margin.detach().float().cpu().tolist())
-        store.setdefault("chosen", []).extend(outputs.chosen_rewards.detach().float().cpu().tolist())
-        store.setdefault("rejected", []).extend(outputs.rejected_rewards.detach().float().cpu().tolist())
-
-    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
-        margins = store.get("margins", [])
-        n = len(margins) or 1
-        return {"loss": loss, "reward_accuracy": sum(m > 0 for m in margins) / n,
-                "reward_margin": sum(margins) / n, "reward_chosen": sum(store.get("chosen", [])) / n,
-                "reward_rejected": sum(store.get("rejected", [])) / n}
-
-
-@register_task
-class DPOTask(PreferenceTask):
-    name = "dpo"
-    aliases = ("preference", "direct-preference-optimization")
-    description = "preference tuning on chosen/rejected answers against a reference model (DPO)"
-    uses_reference = True
-
-    def preference_loss(self, model, batch) -> SimpleNamespace:
-        chosen, rejected, _, _ = self.logps(model, batch)
-        ref_chosen, ref_rejected = self.reference_logps(model, batch)
-        chosen_rewards = self.beta * (chosen - ref_chosen)
-        rejected_rewards = self.beta * (rejected - ref_rejected)
-        margin = chosen_rewards - rejected_rewards
-        loss = -F.logsigmoid(margin).mean()
-        return SimpleNamespace(loss=loss, margin=margin.detach(), chosen_rewards=chosen_rewards.detach(),
-                               rejected_rewards=rejected_rewards.detach())
-
-
-@register_task
-class ORPOTask(PreferenceTask):
-    name = "orpo"
-    aliases = ("odds-ratio-preference-optimization",)
-    description = "preference tuning without a reference model: NLL on chosen plus an odds-ratio term (ORPO)"
-
-    def preference_loss(self, model, batch) -> SimpleNamespace:
-        chosen, rejected, n_chosen, n_rejected = self.logps(model, batch)
-        mean_chosen, mean_rejected = chosen / n_chosen.clamp(min=1), rejected / n_rejected.clamp(min=1)
-        # log odds(p) = log p - log(1 - p), with p the mean token probability of an answer
-        log_odds = (mean_chosen - mean_rejected) - (torch.log1p(-torch.exp(mean_chosen))
-                                                    - torch.log1p(-torch.exp(mean_rejected)))
-        ratio_loss = -F.logsigmoid(log_odds)
-        loss = (-mean_chosen + self.beta * ratio_loss).mean()
-        chosen_rewards, rejected_rewards = self.beta * mean_chosen.detach(), self.beta * mean_rejected.detach()
-        return SimpleNamespace(loss=loss, margin=chosen_rewards - rejected_rewards, chosen_rewards=chosen_rewards,
-                               rejected_rewards=rejected_rewards)
+        raise TaskError("Preference pairs are trained by a preference objective, which compares the two answers: "
+                        "objective='dpo' or 'orpo' (the supervised objective has no labels to learn from here).")

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..training.data import DataError, Features
-from .base import TaskHandler, require_tokenizer, texts_of
-from .registry import register_task
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import TaskHandler, require_tokenizer, texts_of
+from nbtune.core.tasks.registry import register_task
 
 
 def _gold_answers(table, i: int, context: str, answers_col: str | None, start_col: str | None) -> list[tuple[str, int]]:

@@ -8,51 +8,29 @@ it from here, so adding a task is adding a file.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING
 
-from ..errors import TaskError, close_matches
+from nbtune.core.common.errors import TaskError, close_matches
+from nbtune.core.common.plugins import Registry
 
 if TYPE_CHECKING:
-    from .base import TaskHandler
+    from nbtune.core.tasks.base import TaskHandler
 
-_TASKS: dict[str, type[TaskHandler]] = {}
-_NOT_TASK_MODULES = {"base", "registry", "handlers"}
+_TASKS = Registry("task", __name__.rpartition(".")[0], {"base", "registry", "handlers", "heads", "generation"})
 
 
 def register_task(cls: type[TaskHandler]) -> type[TaskHandler]:
     """Class decorator: add a task class to the registry under its ``name``."""
-    if not cls.name or cls.name in _TASKS and _TASKS[cls.name] is not cls:
-        raise ValueError(f"Task class {cls.__name__} needs a unique name; got {cls.name!r}.")
-    _TASKS[cls.name] = cls
-    return cls
+    return _TASKS.register(cls)
 
 
 def unregister_task(name: str) -> None:
     """Remove a task registered at run time (tests, experiments); the built-in ones stay."""
-    _TASKS.pop(name, None)
-
-
-_loaded = False
-
-
-def _ensure_loaded() -> None:
-    """Import every task file of this package once (each registers its class); a file imported directly before
-    registers itself too, so the flag, not the registry's size, says whether all were read."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    package = __name__.rpartition(".")[0]
-    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if module.name not in _NOT_TASK_MODULES and not module.name.startswith("_"):
-            importlib.import_module(f"{package}.{module.name}")
+    _TASKS.unregister(name)
 
 
 def all_tasks() -> list[type[TaskHandler]]:
-    _ensure_loaded()
-    return sorted(_TASKS.values(), key=lambda t: (t.order, t.name))
+    return sorted(_TASKS.all(), key=lambda t: (t.order, t.name))
 
 
 def task_names() -> list[str]:

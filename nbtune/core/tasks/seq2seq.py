@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..training.data import DataError, Features
-from .base import GenerativeTask, TokenLossTask, require_tokenizer
-from .registry import register_task
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import GenerativeTask, TokenLossTask, require_tokenizer
+from nbtune.core.tasks.generation import generate
+from nbtune.core.tasks.registry import register_task
 
 SOURCE = ("source", "input", "document", "article", "text", "src")
 TARGET = ("target", "output", "summary", "tldr", "tgt")
@@ -65,8 +66,6 @@ class Seq2SeqTask(GenerativeTask, TokenLossTask):
                                       padding="max_length" if cfg.pad_to else "longest", max_length=cfg.pad_to)
 
     def generation_metrics(self, session, features: Features, cfg) -> dict[str, float]:
-        from ..generation import generate
-
         refs = features.meta.get("references")
         if not refs:
             return {}

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..training.data import DataError, Features
-from . import has_default_names
-from .base import TaskHandler, in_length_order, require_tokenizer
-from .registry import register_task
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks import has_default_names
+from nbtune.core.tasks.base import TaskHandler, in_length_order, require_tokenizer
+from nbtune.core.tasks.registry import register_task
 
 TOKENS = ("tokens", "words")
 TAGS = ("tags", "ner_tags", "labels", "pos_tags")

@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-from ..errors import CallbackError, close_matches
-from .events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
+from nbtune.core.common.errors import CallbackError, close_matches
+from nbtune.core.training.events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 
 
 def _snake(name: str) -> str:

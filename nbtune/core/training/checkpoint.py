@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from nbtune.core.common.errors import CheckpointError
 
 _NAME = re.compile(r"^step-(\d{8})$")
 _FILES = ("state.json", "trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import TrainConfigError
+from nbtune.core.common.errors import TrainConfigError, close_matches
 
 
 def _field_types(cls) -> dict[str, str]:
@@ -62,10 +62,9 @@ class TrainConfig:
     # causal LM: several examples per row of max_length tokens, kept apart by position ids (training/packing.py)
     packing: bool = False
     chat_template: str | None = None  # a named template (chat.NAMED_TEMPLATES) for tokenizers without one
-    beta: float = 0.1  # preference tasks: DPO's beta (how far from the reference), ORPO's lambda (odds-ratio weight)
     loss_on: str = "assistant"  # chat data: "assistant" (every assistant turn), "last" (the last one) or "all"
     # token-aware batching: each batch takes as many examples as fit this many padded tokens (batch_size is then
-    # not used); for data of very mixed lengths. See nbtune.core.training.batching.
+    # not used); for data of very mixed lengths. See nbtune.core.data.batching.
     max_tokens_per_batch: int | None = None
     seed: int = 42
     precision: str = "auto"
@@ -76,12 +75,17 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     save_every: int | None = None  # optimizer steps between checkpoints (and one at the end)
     keep_checkpoints: int = 2
-    save_run: bool = True  # write a run folder (settings, data, checkpoints, history): see nbtune.core.runs
+    save_run: bool = True  # write a run folder (settings, data, checkpoints, history): see nbtune.core.training.run_folder
     run_name: str | None = None  # the run folder's name (default: time, model and method)
     save_minutes: float = 10.0  # wall-clock minutes between checkpoints of a run folder (a disconnect loses less)
     auto_batch: bool = False  # on out-of-memory, halve the micro-batch and accumulate more
     log_every: float = 10.0  # seconds between console lines
     columns: dict[str, str] = field(default_factory=dict)
+    # the loss: a registered objective (nbtune.core.objectives); None: the session's, else the task's default
+    objective: str | None = None
+    # the objective's own settings (DPO's beta...), checked against its settings class when the run starts;
+    # train(beta=0.2) puts them here
+    objective_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def check(ok: bool, message: str) -> None:
@@ -108,7 +112,6 @@ class TrainConfig:
         check(self.max_tokens_per_batch is None or self.max_tokens_per_batch >= 1,
               f"max_tokens_per_batch must be a positive number of tokens; got {self.max_tokens_per_batch}.")
         check(self.save_minutes > 0, f"save_minutes must be > 0; got {self.save_minutes}.")
-        check(self.beta > 0, f"beta must be > 0; got {self.beta}. Typical: 0.1 (DPO), 0.1-0.25 (ORPO).")
         check(self.loss_on in LOSS_ON, f"loss_on must be one of {LOSS_ON}; got {self.loss_on!r}.")
         check(not self.packing or self.max_length is not None,
               "packing=True fills rows of max_length tokens; set max_length (e.g. 1024).")
@@ -117,16 +120,30 @@ class TrainConfig:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "TrainConfig":
-        """Build from keyword arguments; unknown names raise an error that lists the valid ones."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            from ..errors import close_matches
+        """Build from keyword arguments. A name that is not a field but a setting of the named objective (or, with
+        none named, of any registered one) goes to ``objective_settings``, checked once the run's objective is
+        known; any other name raises an error that lists the valid ones."""
+        # the registry is imported here, not at the top: magics import this module at %load_ext, without torch
+        from nbtune.core.objectives import get_objective, objective_settings_names
 
-            hints = {u: close_matches(u, valid, n=1) for u in unknown}
-            said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
-            raise TrainConfigError(f"Unknown training setting {said}. Valid settings: {', '.join(sorted(valid))}.")
-        return cls(**{k: _coerce(k, v, types[k]) for k, v in kwargs.items()} if (types := _field_types(cls)) else {})
+        valid = {f.name for f in fields(cls)}
+        extra = {k: kwargs.pop(k) for k in sorted(set(kwargs) - valid)}
+        if extra:
+            named = kwargs.get("objective")
+            known = (get_objective(named).setting_names() if named
+                     else sorted({n for names in objective_settings_names().values() for n in names}))
+            unknown = [k for k in extra if k not in known]
+            if unknown:
+                everything = sorted(valid | set(known))
+                hints = {u: close_matches(u, everything, n=1) for u in unknown}
+                said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+                where = f" and the {named} objective's ({', '.join(known) or 'none'})" if named else (
+                    f"; objectives' settings: {', '.join(known)}" if known else "")
+                raise TrainConfigError(f"Unknown training setting {said}. Valid settings: {', '.join(sorted(valid))}"
+                                       f"{where}.")
+            kwargs["objective_settings"] = {**dict(kwargs.get("objective_settings") or {}), **extra}
+        types = _field_types(cls)
+        return cls(**{k: _coerce(k, v, types[k]) for k, v in kwargs.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

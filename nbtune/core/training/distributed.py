@@ -17,11 +17,15 @@ from typing import Any
 
 import torch
 
-from ..params import copy_tensors
-from . import checkpoint as ckpt_mod
-from .callbacks import History
-from .loop import TrainingError
-from .result import RunResult
+from nbtune.core.model.params import copy_tensors
+from nbtune.core.tasks.handlers import handler_for
+from nbtune.core.training import checkpoint as ckpt_mod
+from nbtune.core.training.callbacks import History
+from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.evaluation import prepare_data
+from nbtune.core.training.loop import TrainingError
+from nbtune.core.training.result import RunResult
+from nbtune.core.training.runtime import current_accelerator
 
 STRATEGIES = ("ddp",)
 SHARDED = ("fsdp", "deepspeed-zero2", "deepspeed-zero3")  # refused for now: see NOT_YET
@@ -52,11 +56,6 @@ def train_in_processes(session, data: Any, eval_data: Any, processes: int, setti
     """
     from accelerate import notebook_launcher
     from accelerate.utils import patch_environment
-
-    from ..tasks.handlers import handler_for
-    from .config import TrainConfig
-    from .evaluation import prepare_data
-    from .runtime import current_accelerator
 
     check_process_count(processes)
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import DataError
-from .batching import make_loader
-from .config import TrainConfig
-from .data import Features, load_table
-from .precision import autocast
-from .runtime import eval_precision
+from nbtune.core.common.errors import DataError
+from nbtune.core.data.batching import make_loader, to_device
+from nbtune.core.data.features import Features, load_table
+from nbtune.core.model.precision import autocast
+from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.runtime import eval_precision
 
 
-def evaluate_features(session, handler, features: Features, cfg: TrainConfig, accelerator) -> dict[str, float]:
-    """Loss and the task's metrics over ``features``, in eval and inference mode.
+def evaluate_features(session, handler, objective, features: Features, cfg: TrainConfig,
+                      accelerator) -> dict[str, float]:
+    """Loss (the objective's) and the task's and the objective's metrics over ``features``, in eval and inference
+    mode.
 
     Batches go longest first in length order, so padding is near zero; what the task collects per example is put
     back in input order before its metrics see it (extractive QA maps windows to examples by position).
@@ -31,16 +33,18 @@ def evaluate_features(session, handler, features: Features, cfg: TrainConfig, ac
     try:
         with torch.inference_mode():
             for batch in loader:
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                batch = to_device(batch, accelerator.device)
                 with autocast(accelerator, precision):
-                    outputs = handler.forward(model, batch)
+                    out = objective(model, batch, handler)
                 n = handler.batch_size_of(batch)
-                if outputs.loss is not None:
-                    loss_sum += float(outputs.loss) * n
+                if out.loss is not None:
+                    loss_sum += float(out.loss) * n
                     count += n
-                handler.collect(outputs, batch, store)
+                handler.collect(out.outputs, batch, store)
+                objective.collect(out, batch, store)
         in_input_order(store, order)
         metrics = handler.metrics(store, loss_sum / count if count else float("nan"), features)
+        metrics.update(objective.metrics(store))
         if cfg.eval_generate:
             metrics.update(handler.generation_metrics(session, features, cfg))
     finally:

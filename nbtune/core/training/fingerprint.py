@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..architecture import canonical_name, is_adapter_param, is_peft_model, unwrap
+from nbtune.core.model.architecture import canonical_name, is_adapter_param, is_peft_model, unwrap
 
 # adapter config keys that say where or how the config was saved, not what the adapter is
 _INCIDENTAL = {"inference_mode", "base_model_name_or_path", "revision", "task_type", "peft_version", "auto_mapping"}

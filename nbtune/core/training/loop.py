@@ -17,23 +17,25 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .. import runs as runs_mod
-from ..errors import OutOfMemoryError, TrainingError
-from ..interrupts import deferred_interrupts
-from ..params import copy_tensors
-from ..tasks.handlers import handler_for
-from . import checkpoint as ckpt_mod
-from .callbacks import EarlyStopping, History, check_callback, is_finite
-from .config import TrainConfig
-from .data import load_table
-from .evaluation import eval_data_from, evaluate_features, prepare_data
-from .events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
-from .fingerprint import fingerprint
-from .optim import default_lr
-from .precision import autocast, describe_precision
-from .result import RunResult
-from .runtime import get_accelerator
-from .setup import (
+from nbtune.core.common.errors import OutOfMemoryError, TrainingError
+from nbtune.core.common.interrupts import deferred_interrupts
+from nbtune.core.data.batching import split_batch, to_device
+from nbtune.core.data.features import load_table
+from nbtune.core.model.params import copy_tensors
+from nbtune.core.model.precision import autocast, describe_precision
+from nbtune.core.objectives import objective_for
+from nbtune.core.tasks.handlers import handler_for
+from nbtune.core.training import checkpoint as ckpt_mod
+from nbtune.core.training import run_folder as runs_mod
+from nbtune.core.training.callbacks import EarlyStopping, History, check_callback, is_finite
+from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.evaluation import eval_data_from, evaluate_features, prepare_data
+from nbtune.core.training.events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
+from nbtune.core.training.fingerprint import fingerprint
+from nbtune.core.training.optim import default_lr
+from nbtune.core.training.result import RunResult
+from nbtune.core.training.runtime import get_accelerator
+from nbtune.core.training.setup import (
     apply_run,
     check_checkpoint_fits,
     check_same_order,
@@ -42,8 +44,8 @@ from .setup import (
     nothing_to_train,
     restore_weights,
 )
-from .state import RunPosition, TrainingState
-from .transaction import StepGuard, non_finite_message
+from nbtune.core.training.state import RunPosition, TrainingState
+from nbtune.core.training.transaction import StepGuard, non_finite_message
 
 # fp16 loss scaling halves the scale at each overflow; this many skipped steps in a row (scale / 2**20) means the
 # gradients overflow at any scale, i.e. a real fault rather than the scaler calibrating.
@@ -60,20 +62,13 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _split(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
-    if parts <= 1:
-        return [batch]
-    size = next(iter(batch.values())).shape[0]
-    step = max(1, math.ceil(size / parts))
-    return [{k: v[i:i + step] for k, v in batch.items()} for i in range(0, size, step)]
-
-
 def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         callbacks: Iterable[Callable] = (), resume: Any = None, log: bool = True) -> RunResult:
     """Train ``session.model`` on ``train_data``; see ``Session.train`` for the user-facing description."""
     cfg = cfg or TrainConfig()
     session.require_weights("train")
     handler = handler_for(session)
+    objective = objective_for(session, handler, cfg)  # its settings are checked here, before anything changes
     state: TrainingState = session.training
 
     # 1. Check everything that depends on the input before changing anything.
@@ -141,7 +136,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         state.precision = precision
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
-    run = _Run(session, handler, cfg, accelerator, loader, eval_features, listeners, names)
+    run = _Run(session, handler, objective, cfg, accelerator, loader, eval_features, listeners, names)
     run.messages.extend(notes)
     return run.go()
 
@@ -172,8 +167,8 @@ def _table(handler, data, split):
 class _Run:
     """One call of ``fit`` from its first step to its result."""
 
-    def __init__(self, session, handler, cfg, accelerator, loader, eval_features, listeners, names):
-        self.session, self.handler, self.cfg = session, handler, cfg
+    def __init__(self, session, handler, objective, cfg, accelerator, loader, eval_features, listeners, names):
+        self.session, self.handler, self.objective, self.cfg = session, handler, objective, cfg
         self.accelerator, self.loader, self.eval_features = accelerator, loader, eval_features
         self.listeners, self.names = listeners, names
         self.state: TrainingState = session.training
@@ -215,18 +210,18 @@ class _Run:
         total = torch.zeros((), device=self.accelerator.device)
         self.step_metrics: dict[str, torch.Tensor] = {}
         for batch in batches:
-            for chunk in _split(batch, self.position.splits):
-                chunk = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in chunk.items()}
+            for chunk in split_batch(batch, self.position.splits):
+                chunk = to_device(chunk, self.accelerator.device)
                 with autocast(self.accelerator, self.state.precision):
-                    outputs = self.handler.forward(self.model, chunk)
-                loss = outputs.loss
+                    out = self.objective(self.model, chunk, self.handler)
+                loss = out.loss
                 weight = self.handler.batch_size_of(chunk) / n_examples
                 # backward on a non-finite loss only makes non-finite gradients, which are never applied below
                 self.accelerator.backward(loss if weight == 1 else loss * weight)
                 total += loss.detach().float() * weight
-                for key, value in self.handler.step_metrics(outputs, chunk).items():  # example-weighted means
+                for key, value in out.metrics.items():  # example-weighted means
                     self.step_metrics[key] = self.step_metrics.get(key, 0.0) + value.detach().float() * weight
-                del outputs
+                del out
         return total
 
     def _gradients(self, batches, n_examples) -> tuple[float, float | None]:
@@ -257,6 +252,13 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             _free_memory()
             micro = math.ceil(max(self.handler.batch_size_of(b) for b in batches) / self.position.splits)
+            if not self.objective.splittable:
+                raise OutOfMemoryError(
+                    f"Out of memory at step {self.state.global_step + 1} with batches of {micro} examples. Memory was "
+                    f"freed and the weights are those of the last completed step. The {self.objective.name} objective "
+                    "compares the examples of a batch with each other, so its batches are not split into micro-batches: "
+                    "lower batch_size (or max_length), freeze more or use LoRA."
+                )
             if not self.cfg.auto_batch or micro <= 1:
                 raise OutOfMemoryError(
                     f"Out of memory at step {self.state.global_step + 1} with micro-batches of {micro} examples. "
@@ -353,7 +355,8 @@ class _Run:
     def evaluate(self) -> None:
         if self.eval_features is None or self.last_eval_step == self.state.global_step:
             return
-        self.metrics = evaluate_features(self.session, self.handler, self.eval_features, self.cfg, self.accelerator)
+        self.metrics = evaluate_features(self.session, self.handler, self.objective, self.eval_features, self.cfg,
+                                         self.accelerator)
         self.last_eval_step = self.state.global_step
         self.emit(EvalEnded(self.state.global_step, self._epoch(), self.metrics))
         early = self._early_stopping()
@@ -403,7 +406,6 @@ class _Run:
                                         best=self.state.best["weights"] if self.state.best else None)
         self.last_checkpoint = str(path)
         self.accelerator.wait_for_everyone()
-        from .events import CheckpointSaved
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
 

@@ -14,12 +14,17 @@ from itertools import cycle
 
 import torch
 
-from ..errors import TrainingError
-from . import checkpoint as ckpt_mod
-from .batching import make_loader
-from .config import TrainConfig
-from .evaluation import prepare_data
-from .optim import build_optimizer, param_groups
+from nbtune.core.common.errors import TrainingError
+from nbtune.core.data.batching import make_loader, to_device
+from nbtune.core.model.precision import autocast
+from nbtune.core.objectives import objective_for
+from nbtune.core.tasks.handlers import handler_for
+from nbtune.core.training import checkpoint as ckpt_mod
+from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.evaluation import prepare_data
+from nbtune.core.training.optim import build_optimizer, param_groups
+from nbtune.core.training.runtime import get_accelerator
+from nbtune.render.lr_find import lr_find_html, lr_find_text
 
 CAVEAT = ("a heuristic: the steepest fall of the loss during a short run with a growing rate. It is usually a good "
           "starting point, not a guarantee; confirm with a short run.")
@@ -37,13 +42,9 @@ class LRFindResult:
     notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        from ...render.lr_find import lr_find_text
-
         return lr_find_text(self)
 
     def _repr_html_(self) -> str:
-        from ...render.lr_find import lr_find_html
-
         return lr_find_html(self)
 
 
@@ -68,10 +69,6 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
             max_length: int | None = 256, smoothing: float = 0.9, diverge: float = 4.0, seed: int | None = None,
             columns: dict[str, str] | None = None) -> LRFindResult:
     """Run the range test on ``data`` for ``session``'s trainable set; see the module docstring."""
-    from ..tasks.handlers import handler_for
-    from .precision import autocast
-    from .runtime import get_accelerator
-
     session.require_weights("lr_find")
     if not 0 < start_lr < end_lr:
         raise TrainingError(f"lr_find needs 0 < start_lr < end_lr; got {start_lr} and {end_lr}.")
@@ -84,6 +81,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     cfg = TrainConfig(lr=start_lr, batch_size=batch_size, max_length=max_length, seed=session.seed if seed is None
                       else seed, columns=dict(columns or {}), max_grad_norm=None)
     handler = handler_for(session)
+    objective = objective_for(session, handler, cfg)
     features = prepare_data(session, handler, data, cfg, None, "lr_find")
     accelerator, precision = get_accelerator("auto", model)
 
@@ -105,9 +103,9 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
         session.train_mode()
         for i, batch in zip(range(steps), cycle(loader)):
             lr = optimizer.param_groups[0]["lr"]
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            batch = to_device(batch, accelerator.device)
             with autocast(accelerator, precision):
-                loss = handler.forward(model, batch).loss
+                loss = objective(model, batch, handler).loss
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()

@@ -13,8 +13,16 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..architecture import block_lists, embedding_module_names, head_module_names, is_peft_model, is_under
-from .config import TrainConfig
+from nbtune.core.adapters import get_method, method_names
+from nbtune.core.adapters.manager import method_of
+from nbtune.core.model.architecture import (
+    block_lists,
+    embedding_module_names,
+    head_module_names,
+    is_peft_model,
+    is_under,
+)
+from nbtune.core.training.config import TrainConfig
 
 # Rates that train when the user gives none. Full (or partial) fine-tuning of a pretrained body: the usual 5e-5.
 # A freshly initialised head alone needs far more: at 5e-5 a head-only SST-2 run barely moves (loss 0.698 -> 0.695)
@@ -43,8 +51,6 @@ def what_trains(model: nn.Module) -> str:
     """The trainable set in a word: the active adapter's method ('lora', 'ia3'...), 'head' (the task head
     alone), 'full' (everything) or 'partial' (some of the body)."""
     if is_peft_model(model):
-        from ..adapters.manager import method_of
-
         return method_of(model, model.active_adapter)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     heads = head_module_names(model)
@@ -55,8 +61,6 @@ def what_trains(model: nn.Module) -> str:
 
 def default_lr(model: nn.Module) -> tuple[float, str]:
     """The learning rate that trains the model's current trainable set, and what it is for (said in the run)."""
-    from ..adapters import get_method, method_names
-
     kind = what_trains(model)
     if kind in method_names():
         method = get_method(kind)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import TrainConfigError
+from nbtune.core.common.errors import TrainConfigError
 
 PROGRESS = ("auto", "notebook", "text", "none")
 _VIEWS: dict[str, tuple[Callable[[str], Any], Callable[[], bool]]] = {}

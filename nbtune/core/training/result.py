@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .callbacks import History
-from .events import Outcome
+from nbtune.core.training.callbacks import History
+from nbtune.core.training.events import Outcome
 
 
 @dataclass
@@ -37,11 +37,11 @@ class RunResult:
         return self.history.losses()
 
     def __repr__(self) -> str:
-        from ...render.training import run_text
+        from nbtune.render.training import run_text
 
         return run_text(self)
 
     def _repr_html_(self) -> str:
-        from ...render.training import run_html
+        from nbtune.render.training import run_html
 
         return run_html(self)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import TrainConfigError
-from .precision import resolve_precision
+from nbtune.core.common.errors import TrainConfigError
+from nbtune.core.model.precision import resolve_precision
 
 _ACCELERATOR = None
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..architecture import canonical_name
-from ..errors import TrainingError
-from ..params import copy_tensors
-from . import checkpoint as ckpt_mod
-from .batching import make_loader
-from .callbacks import ConsoleLogger, EarlyStopping, EveryNSteps
-from .config import TrainConfig
-from .fingerprint import difference, fingerprint
-from .optim import build_optimizer, build_scheduler, param_groups, signature
-from .state import RunPosition, TrainingState
+from nbtune.core.common.errors import TrainingError
+from nbtune.core.data.batching import make_loader
+from nbtune.core.model.architecture import canonical_name
+from nbtune.core.model.params import copy_tensors
+from nbtune.core.training import checkpoint as ckpt_mod
+from nbtune.core.training.callbacks import ConsoleLogger, EarlyStopping, EveryNSteps
+from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.fingerprint import difference, fingerprint
+from nbtune.core.training.optim import build_optimizer, build_scheduler, param_groups, signature
+from nbtune.core.training.state import RunPosition, TrainingState
 
 
 def apply_run(session, handler, cfg, accelerator, train_features, eval_features, saved, resume, callbacks, log):

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .callbacks import History
+from nbtune.core.training.callbacks import History
 
 
 @dataclass
@@ -39,6 +39,9 @@ class TrainingState:
     position: RunPosition | None = None
     runs: int = 0
     best: dict[str, Any] | None = None  # early stopping: {"step", "metrics", "weights"} of the best evaluation
-    run_folder: Any = None  # the folder of the run in progress (nbtune.core.runs)
+    run_folder: Any = None  # the folder of the run in progress (nbtune.core.training.run_folder)
     accelerator: Any = None  # the Accelerator this session trained with (accelerate's state is per process)
     precision: str = "no"  # the resolved precision of its last run ("no", "bf16", "fp16"): evaluation uses it too
+    # objective instances by name (nbtune.core.objectives.objective_for): what one keeps between runs stays, such
+    # as DPO's frozen reference copy
+    objectives: dict[str, Any] = field(default_factory=dict)

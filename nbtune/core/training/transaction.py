@@ -5,7 +5,7 @@ position in the data, step counter, RNG state, history row. An interrupt or an e
 leave weights one update ahead of the history, and a resumed run would drift from the uninterrupted one. Two
 pieces, used together by the loop, keep the session on a completed step whatever arrives when:
 
-- ``deferred_interrupts()`` (``nbtune.core.interrupts``): a SIGINT (Interrupt Kernel, Ctrl-C) that arrives inside the block is held and
+- ``deferred_interrupts()`` (``nbtune.core.common.interrupts``): a SIGINT (Interrupt Kernel, Ctrl-C) that arrives inside the block is held and
   raised as soon as the block ends, so update and bookkeeping are one unit for signals. The same block guards
   every other place where nbtune changes several pieces of session state together.
 - ``StepGuard``: a copy of the committed state (trainable tensors, optimizer, scheduler, loss scaler, position,

@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from ...architecture import head_module_names, unwrap
-from ...errors import AdapterError
-from ...tasks import all_tasks, get_task
-from ..registry import Field
+from nbtune.core.adapters.registry import Field
+from nbtune.core.common.errors import AdapterError
+from nbtune.core.model.architecture import head_module_names, unwrap
+from nbtune.core.tasks import all_tasks, get_task
 
 TARGETS = Field("targets", "targets", "qkv", "'qkv', 'all-linear', short names ['query', 'value'] or selectors")
 

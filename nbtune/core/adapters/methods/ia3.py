@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...architecture import unwrap
-from ...errors import AdapterError
-from ..registry import AdapterMethod, AdapterPlan, Field, register_method
-from ..targets import resolve_targets
-from ._common import modules_to_save, task_type
+from nbtune.core.adapters.methods._common import modules_to_save, task_type
+from nbtune.core.adapters.registry import AdapterMethod, AdapterPlan, Field, register_method
+from nbtune.core.adapters.targets import resolve_targets
+from nbtune.core.common.errors import AdapterError
+from nbtune.core.model.architecture import unwrap
 
 
 def ia3_plan(model, task: str | None, tokenizer: Any = None, targets: Any = None, feedforward: Any = None) -> AdapterPlan:

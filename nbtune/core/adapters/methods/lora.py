@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import AdapterError
-from ..registry import AdapterMethod, AdapterPlan, Field, register_method
-from ..targets import resolve_targets
-from ._common import TARGETS, modules_to_save, positive_int, probability, targets_setting, task_type
+from nbtune.core.adapters.methods._common import (
+    TARGETS,
+    modules_to_save,
+    positive_int,
+    probability,
+    targets_setting,
+    task_type,
+)
+from nbtune.core.adapters.registry import AdapterMethod, AdapterPlan, Field, register_method
+from nbtune.core.adapters.targets import resolve_targets
+from nbtune.core.common.errors import AdapterError
 
 
 def lora_plan(model, task: str | None, tokenizer: Any = None, r: int = 8, alpha: float | None = None,

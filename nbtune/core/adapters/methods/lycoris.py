@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import AdapterError
-from ..registry import AdapterMethod, AdapterPlan, Field, register_method
-from ..targets import resolve_targets
-from ._common import TARGETS, modules_to_save, positive_int, probability, targets_setting, task_type
+from nbtune.core.adapters.methods._common import (
+    TARGETS,
+    modules_to_save,
+    positive_int,
+    probability,
+    targets_setting,
+    task_type,
+)
+from nbtune.core.adapters.registry import AdapterMethod, AdapterPlan, Field, register_method
+from nbtune.core.adapters.targets import resolve_targets
+from nbtune.core.common.errors import AdapterError
 
 
 def _common_settings(method: str, model, r, alpha, rank_dropout, module_dropout, targets) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import AdapterError
-from ..registry import AdapterMethod, AdapterPlan, Field, register_method
-from ._common import modules_to_save, positive_int, require_embeddings, task_type
+from nbtune.core.adapters.methods._common import modules_to_save, positive_int, require_embeddings, task_type
+from nbtune.core.adapters.registry import AdapterMethod, AdapterPlan, Field, register_method
+from nbtune.core.common.errors import AdapterError
 
 
 def prompt_tuning_plan(model, task: str | None, tokenizer: Any = None, n_tokens: int = 20,

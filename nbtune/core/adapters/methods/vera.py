@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import AdapterMethod, AdapterPlan, Field, register_method
-from ..targets import resolve_targets
-from ._common import TARGETS, modules_to_save, positive_int, probability, targets_setting, task_type
+from nbtune.core.adapters.methods._common import (
+    TARGETS,
+    modules_to_save,
+    positive_int,
+    probability,
+    targets_setting,
+    task_type,
+)
+from nbtune.core.adapters.registry import AdapterMethod, AdapterPlan, Field, register_method
+from nbtune.core.adapters.targets import resolve_targets
 
 
 def vera_plan(model, task: str | None, tokenizer: Any = None, r: int = 256, dropout: float = 0.0,

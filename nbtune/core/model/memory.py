@@ -1,0 +1,212 @@
+"""A rough estimate of training memory: weights, gradients, AdamW state and activations.
+
+Numbers only; rendering lives in ``nbtune.render``. The estimate is meant to answer "will this fit
+and what should I change", not to predict the allocator to the megabyte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nbtune.core.model.architecture import block_lists, embedding_module_names, hidden_size
+from nbtune.core.model.params import ParamIndex, param_bytes
+from nbtune.core.model.precision import compute_dtype as dtype_for
+from nbtune.core.model.precision import resolve_precision
+from nbtune.core.model.quantize import gradient_checkpointing_on, is_quantized_param
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+@dataclass
+class MemoryEstimate:
+    """Estimated bytes for one training step with AdamW. ``activations`` is None when unknown."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int | None
+    batch_size: int
+    seq_len: int
+    assumptions: str
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + (self.activations or 0)
+
+
+@dataclass(frozen=True)
+class _Dims:
+    hidden: int
+    layers: int
+    heads: int
+    vocab: int
+    intermediate: int
+    kv_dim: int  # width of the key (and value) projection: smaller than hidden with grouped-query attention
+    gated_mlp: bool  # SwiGLU-style MLP (Llama, Mistral, Qwen, T5 v1.1): gate, up, act and product are all kept
+    eager_attention: bool  # the s x s attention probabilities are stored (no SDPA / flash kernel)
+    dropout: bool
+
+
+def _config_dims(model: nn.Module) -> _Dims | None:
+    """Sizes from a transformers config, if the model has one."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return None
+    get = lambda *keys: next((getattr(cfg, k) for k in keys if getattr(cfg, k, None)), None)  # noqa: E731
+    hidden = hidden_size(model)
+    layers = get("num_hidden_layers", "n_layer", "num_layers")
+    heads = get("num_attention_heads", "n_head", "num_heads")
+    vocab = get("vocab_size") or 0
+    if not (hidden and layers and heads):
+        return None
+    if getattr(cfg, "is_encoder_decoder", False):
+        layers += get("num_decoder_layers") or layers
+    intermediate = get("intermediate_size", "n_inner", "d_ff", "ffn_dim") or 4 * hidden
+    head_dim = get("head_dim") or hidden // heads
+    kv_heads = get("num_key_value_heads") or heads
+    act = str(get("hidden_act", "activation_function", "feed_forward_proj") or "")
+    gated = "gated" in act or act in ("silu", "swish", "swiglu") or hasattr(cfg, "num_key_value_heads")
+    attn = getattr(cfg, "_attn_implementation", None) or "eager"
+    dropout = any((getattr(cfg, k, 0) or 0) > 0 for k in ("hidden_dropout_prob", "resid_pdrop", "dropout_rate",
+                                                           "hidden_dropout", "dropout"))
+    return _Dims(int(hidden), int(layers), int(heads), int(vocab), int(intermediate), int(kv_heads * head_dim),
+                 gated, attn == "eager", dropout)
+
+
+# Bytes per element of the LM head's logits held at the peak of a step: the logits at the compute dtype, the float32
+# copy the loss makes, log-softmax's saved output and the gradient coming back through them.
+_LOGIT_BYTES = {4: 12, 2: 14}
+
+
+def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int) -> float:
+    """Bytes autograd keeps per token in one block, counting the tensors each op saves for backward.
+
+    Norm inputs and outputs (2h each; normalisation runs in float32 under autocast), the q/k/v projections
+    (h + 2 kv), the attention output (h), the MLP input (h) and hidden (2i, or 4i gated), dropout masks (1 byte),
+    and with eager attention the s x s probabilities per head. The Korthikanti et al. (2022) count for GPT blocks is
+    the special case i = 4h.
+    """
+    h, i = d.hidden, d.intermediate
+    elements = 4 * h + (h + 2 * d.kv_dim) + h + h + (4 * i if d.gated_mlp else 2 * i)
+    total = elements * act_bytes + 2 * h * (4 - act_bytes)  # the norms' float32 outputs
+    if d.dropout:
+        total += 2 * h  # hidden dropout masks (attention dropout inside SDPA keeps only an RNG seed)
+    if d.eager_attention:
+        total += d.heads * seq_len * (2 * act_bytes + (1 if d.dropout else 0))
+    return total
+
+
+def _layers_needing_activations(model: nn.Module, index: ParamIndex, total_layers: int) -> int:
+    """How many blocks must keep activations for backward: those from the lowest trainable block up.
+
+    Autograd stores activations only where a gradient must flow, i.e. above the first trainable
+    parameter. A trainable embedding means every block.
+    """
+    trainable = {n for n, p in index.params.items() if p.requires_grad}
+    if not trainable:
+        return 0
+    for emb in embedding_module_names(model):
+        if any(n in trainable for n in index.under(emb)):
+            return total_layers
+    lists = block_lists(model)
+    if not lists:
+        return total_layers
+    needed = 0
+    for bl in lists:
+        lowest = next(
+            (i for i in range(bl.count) if any(n in trainable for n in index.under(bl.block(i)))),
+            None,
+        )
+        if lowest is not None:
+            needed += bl.count - lowest
+    # Encoder-decoder: gradients into the decoder also flow back through all of the encoder
+    # when anything in the encoder trains; the per-list count above already covers that case.
+    return needed
+
+
+def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
+                    compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
+                    gradient_checkpointing: bool | None = None, quantize: str | None = None) -> MemoryEstimate:
+    """Estimate the peak memory of one training step with AdamW for the current freeze state.
+
+    Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
+    moments per trainable parameter, plus half the gradients' size in temporaries while it steps. Activations (transformers
+    configs only): what each block keeps for backward (``_activation_bytes_per_token``) in the blocks that need it,
+    the 16-bit copies of their weights that mixed precision makes, and the logits of a language-model head.
+    ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``
+    overrides it. ``gradient_checkpointing`` and ``quantize`` (``"4bit"``/``"8bit"``) estimate the model as if it
+    were so (None: as it is), for the fit advice: block Linear weights then count at their packed size and, being
+    frozen, without gradients (an adapter trains instead).
+    """
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError("batch_size and seq_len must be positive integers")
+    index = ParamIndex(model)
+    packed = _would_quantize(model, index) if quantize else set()
+    bits = {"4bit": 4.13, "8bit": 8.1}.get(quantize or "", 0)  # data + quantization constants, per value
+    weights = sum(int(p.numel() * bits / 8) if n in packed else param_bytes(p) for n, p in index.params.items())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    # quantized (or as if): only an adapter trains, whose few parameters are left out; every block needs activations
+    grads = 0 if quantize else sum(p.numel() * p.element_size() for p in index.params.values() if p.requires_grad)
+    optimizer = 2 * grads  # exp_avg and exp_avg_sq, same dtype as the parameter
+
+    first = next(iter(index.params.values()), None)
+    param_dtype = first.dtype if first is not None else torch.float32
+    if compute_dtype is None:
+        compute_dtype = dtype_for(resolve_precision(precision, model=model), param_dtype)  # where training runs
+    dtype_name = str(compute_dtype).replace("torch.", "")
+    act_bytes = _DTYPE_BYTES.get(dtype_name, 4)
+    mixed = act_bytes < (first.element_size() if first is not None else 4)
+
+    dims = _config_dims(model)
+    activations = None
+    assumptions = f"AdamW, batch {batch_size} x {seq_len} tokens, {dtype_name} compute"
+    trains = bool(quantize) or any(p.requires_grad for p in index.params.values())
+    if dims and trains:
+        need = dims.layers if quantize else _layers_needing_activations(model, index, dims.layers)
+        tokens = batch_size * seq_len
+        per_layer = tokens * _activation_bytes_per_token(dims, act_bytes, seq_len)
+        checkpointed = gradient_checkpointing_on(model) if gradient_checkpointing is None else gradient_checkpointing
+        if checkpointed:  # each block keeps only its input; one block at a time recomputes the rest in backward
+            activations = int(need * tokens * dims.hidden * act_bytes + (per_layer if need else 0))
+        else:
+            activations = int(need * per_layer)
+        if mixed:  # autocast's 16-bit copies of the block weights that backward needs (not of packed 4/8-bit ones)
+            block_params = sum(p.numel() for bl in block_lists(model) for i in range(bl.count)
+                               for n in index.under(bl.block(i))
+                               if (p := index.params[n]).ndim >= 2 and not is_quantized_param(p))
+            activations += int(block_params * act_bytes * need / max(dims.layers, 1))
+        if _is_lm(model):
+            activations += tokens * dims.vocab * _LOGIT_BYTES.get(act_bytes, 12)
+            if mixed:
+                activations += dims.vocab * dims.hidden * act_bytes  # the LM head's 16-bit weight
+        else:
+            activations += tokens * dims.hidden * act_bytes * 2
+        activations += grads // 2  # AdamW's foreach temporaries and clipping buffers at the update
+        assumptions += (f"; activations kept in {need} of {dims.layers} layers, "
+                        + ("gradient checkpointing" if checkpointed else "no gradient checkpointing"))
+    elif dims:
+        activations = 0
+    else:
+        assumptions += "; activations not estimated (no transformer config to read sizes from)"
+    return MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions)
+
+
+def _would_quantize(model: nn.Module, index: ParamIndex) -> set[str]:
+    """Parameters bitsandbytes would pack: the weights of the Linear layers inside the transformer blocks (the
+    embeddings and the output head stay in 16/32 bits, as transformers leaves them)."""
+    out = set()
+    for bl in block_lists(model):
+        for i in range(bl.count):
+            block = model.get_submodule(bl.block(i))
+            for name, module in block.named_modules():
+                if isinstance(module, nn.Linear) and not is_quantized_param(module.weight):
+                    out.add(index.canonical(module.weight))
+    return out
+
+
+def _is_lm(model: nn.Module) -> bool:
+    name = type(model).__name__
+    return name.endswith(("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForConditionalGeneration"))

@@ -1,0 +1,43 @@
+"""``nbtune.resume``: come back to a run after a kernel restart or a disconnect (the run folder's layout is in
+``nbtune.core.training.run_folder``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from nbtune.core.common.errors import TrainingError
+from nbtune.core.session.loading import load
+from nbtune.core.training.run_folder import read_run, run_path
+
+
+def resume(name_or_folder: str | os.PathLike, data: Any = None, eval: Any = None, *, model: Any = None,
+           progress: str = "auto", log: bool = True, **settings: Any):
+    """Come back to a run after a kernel restart or a disconnect: rebuild its session (model, freezes, adapters,
+    task and labels) from the run folder, then continue from its newest checkpoint (or from its start, if it
+    stopped before the first one) to the result an uninterrupted run reaches. Returns the run's result; its
+    ``session`` attribute is the rebuilt session.
+
+    ``data``/``eval`` default to the copies the run folder keeps; ``model`` is needed when the run trained a plain
+    ``nn.Module`` (built again by your code); ``settings`` override the run's (not those that fix the data order).
+    """
+    folder = run_path(name_or_folder)
+    run = read_run(folder)
+    if run["source"].get("kind") == "module" and model is None:
+        raise TrainingError(f"Run {folder.name!r} trained a Python nn.Module, which cannot be rebuilt from a file. "
+                            f"Build the module again and pass it: nbtune.resume({folder.name!r}, model=MyModel()).")
+    if data is None:
+        if not (folder / "data" / "train.parquet").is_file():
+            raise TrainingError(f"Run {folder.name!r} keeps no copy of its training data (it was not a table); pass "
+                                f"it: nbtune.resume({folder.name!r}, data=...).")
+        data = pd.read_parquet(folder / "data" / "train.parquet")
+        if eval is None and (folder / "data" / "eval.parquet").is_file():
+            eval = pd.read_parquet(folder / "data" / "eval.parquet")
+    session = load(model, adapter=folder / "setup") if model is not None else load(folder / "setup")
+    config = {k: v for k, v in run["config"].items() if k not in ("checkpoint_dir", "run_name")}
+    config.update(settings)
+    result = session.train(data, eval=eval, resume=folder, progress=progress, log=log, **config)
+    result.session = session
+    return result
