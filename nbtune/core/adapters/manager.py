@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from nbtune.core.adapters.registry import AdapterPlan, all_methods, method_for_peft_type
 from nbtune.core.common.errors import AdapterError, SelectorError
-from nbtune.core.model.architecture import is_adapter_param, is_peft_model, is_shadow_param, unwrap
+from nbtune.core.model.architecture import is_adapter_param, is_peft_model, is_shadow_param
 from nbtune.core.model.freeze import select
 from nbtune.core.model.params import param_numel
 from nbtune.core.model.quantize import merge_into_dequantized, quantization_of
@@ -60,21 +60,10 @@ def adapter_infos(model: nn.Module, settings: dict[str, dict]) -> list[AdapterIn
     return out
 
 
-def _probe_inputs(model: nn.Module) -> dict[str, torch.Tensor] | None:
-    """A three-token batch to check that the adapted model still runs (prefix tuning may not)."""
-    config = getattr(unwrap(model)[0], "config", None)
-    if config is None:
-        return None
-    device = next(model.parameters()).device
-    ids = torch.tensor([[1, 2, 3]], device=device) % max(getattr(config, "vocab_size", 4), 4)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if getattr(config, "is_encoder_decoder", False):
-        batch["decoder_input_ids"] = ids[:, :1] * 0 + (getattr(config, "decoder_start_token_id", 0) or 0)
-    return batch
-
-
-def _probe(model: nn.Module) -> None:
-    batch = _probe_inputs(model)
+def _probe(model: nn.Module, probe: Callable[[nn.Module], dict | None] | None) -> None:
+    """Run the adapted model once on the modality's probe batch (prefix tuning may break a model; this finds out
+    while the attach can still be rolled back). No probe: nothing is run."""
+    batch = probe(model) if probe is not None else None
     if batch is None:
         return
     was_training = model.training
@@ -132,8 +121,12 @@ def replay_freeze_log(model: nn.Module, log: list[tuple[str, tuple[str, ...]]]) 
     return notes
 
 
-def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[nn.Module, list[str]]:
-    """Attach ``plan`` as adapter ``name``; return (the peft model, notes). Rolls back on any failure."""
+def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log,
+           probe: Callable[[nn.Module], dict | None] | None = None) -> tuple[nn.Module, list[str]]:
+    """Attach ``plan`` as adapter ``name``; return (the peft model, notes). Rolls back on any failure.
+
+    ``probe`` builds a batch the model accepts (the task's modality's ``probe_batch``): the adapted model runs on it
+    once before the attach is kept."""
     from peft import get_peft_model
 
     if not isinstance(name, str) or not name.strip() or "." in name:
@@ -155,7 +148,7 @@ def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[
             model.set_adapter(name)
             if plan.init_text_ids:
                 _init_prompt_from_text(model, name, plan.init_text_ids)
-            _probe(model)
+            _probe(model, probe)
         except Exception as exc:
             if name in model.peft_config:
                 model.delete_adapter(name)
@@ -177,7 +170,7 @@ def attach(model: nn.Module, plan: AdapterPlan, name: str, freeze_log) -> tuple[
         try:
             if plan.init_text_ids:
                 _init_prompt_from_text(wrapped, name, plan.init_text_ids)
-            _probe(wrapped)
+            _probe(wrapped, probe)
         except Exception as exc:
             _strip_peft_layers(model)
             _restore_flags(model, flags)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from nbtune.core.common.errors import AdapterError, close_matches
+from nbtune.core.common.plugins import Registry
 
 
 @dataclass
@@ -81,30 +82,22 @@ class AdapterMethod:
             raise AdapterError(f"{self.label} has no setting {said}. Its settings: {', '.join(self.setting_names)}.")
 
 
-_REGISTRY: dict[str, AdapterMethod] = {}
+_METHODS = Registry("adapter method", "nbtune.core.adapters.methods", set(), first=("lora",))
 
 
 def register_method(method: AdapterMethod) -> AdapterMethod:
     """Add ``method`` to the registry (each file in ``methods/`` calls this once at import)."""
-    if method.name in _REGISTRY and _REGISTRY[method.name] is not method:
-        raise ValueError(f"An adapter method named {method.name!r} is already registered.")
-    _REGISTRY[method.name] = method
-    return method
+    return _METHODS.register(method)
 
 
 def unregister_method(name: str) -> None:
     """Remove a method registered at run time (tests, experiments)."""
-    _REGISTRY.pop(name, None)
-
-
-def _ensure_loaded() -> None:
-    from nbtune.core.adapters import methods  # noqa: F401  (importing the package registers every method file in it)
+    _METHODS.unregister(name)
 
 
 def all_methods() -> list[AdapterMethod]:
-    """Every registered method, in registration order (LoRA first)."""
-    _ensure_loaded()
-    return list(_REGISTRY.values())
+    """Every registered method, LoRA first (the one most users want), then in registration order."""
+    return sorted(_METHODS.all(), key=lambda m: m.name != "lora")
 
 
 def method_names() -> list[str]:
@@ -113,12 +106,12 @@ def method_names() -> list[str]:
 
 def get_method(name: str) -> AdapterMethod:
     """The method called ``name``; an unknown name is an error listing the registered ones."""
-    _ensure_loaded()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    hint = close_matches(str(name), _REGISTRY, n=1)
+    names = method_names()
+    if name in names:
+        return _METHODS.items[name]
+    hint = close_matches(str(name), names, n=1)
     raise AdapterError(f"Unknown adapter method {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                       + f". Methods: {', '.join(_REGISTRY)}.")
+                       + f". Methods: {', '.join(names)}.")
 
 
 def method_for_peft_type(peft_type: Any) -> AdapterMethod | None:

@@ -52,13 +52,16 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 shuffle: bool = True, max_tokens: int | None = None):
+                 shuffle: bool = True, max_tokens: int | None = None, examples=None):
         self.lengths, self.batch_size, self.seed, self.max_tokens = lengths, batch_size, seed, max_tokens
         self.group, self.shuffle, self.epoch = group_by_length or max_tokens is not None, shuffle, 0
         self.skip = 0  # batches to leave out at the start of the next pass (resuming mid-epoch)
+        self.examples = examples  # told the epoch too: lazily encoded examples seed their transforms by it
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if hasattr(self.examples, "set_epoch"):
+            self.examples.set_epoch(epoch)
 
     def _longest_first(self, indices: list[int]) -> list[int]:
         return sorted(indices, key=lambda i: -self.lengths[i])  # stable: equal lengths keep their random order
@@ -113,7 +116,10 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 def make_loader(features, collate, batch_size: int, seed: int, shuffle: bool, group_by_length: bool,
                 max_tokens: int | None = None):
     """A DataLoader over ``features`` with our batch sampler and its own RNG (the global one is left alone)."""
-    sampler = LengthGroupedBatches(features.lengths, batch_size, seed, group_by_length, shuffle, max_tokens)
+    if not shuffle and hasattr(features, "for_evaluation"):
+        features = features.for_evaluation()
+    sampler = LengthGroupedBatches(features.lengths, batch_size, seed, group_by_length, shuffle, max_tokens,
+                                   examples=features)
     return torch.utils.data.DataLoader(features, batch_sampler=sampler, collate_fn=collate,
                                        generator=torch.Generator().manual_seed(seed))
 

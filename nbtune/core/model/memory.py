@@ -208,5 +208,11 @@ def _would_quantize(model: nn.Module, index: ParamIndex) -> set[str]:
 
 
 def _is_lm(model: nn.Module) -> bool:
-    name = type(model).__name__
-    return name.endswith(("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForConditionalGeneration"))
+    """Whether the model ends in a vocabulary-wide output layer (its logits dominate activation memory): what
+    transformers exposes as its output embeddings, read from the model rather than guessed from its class name."""
+    get = getattr(model, "get_output_embeddings", None)
+    try:
+        head = get() if callable(get) else None
+    except (AttributeError, NotImplementedError):
+        return False
+    return isinstance(head, nn.Module)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from nbtune.core.common.errors import RecipeError, close_matches
+from nbtune.core.common.plugins import import_plugins
 from nbtune.core.session.export import Recipe
 
 
@@ -36,7 +37,7 @@ def load_keys() -> tuple[str, ...]:
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("source", "task", "adapter"))
 
 
-BASE_KEYS = ("model", "task", "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval", "save",
+BASE_KEYS = ("plugins", "model", "task", "data", "head", "freeze", "unfreeze", "steps", "train", "evaluate", "eval", "save",
              "race")
 
 
@@ -130,6 +131,8 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
     data = load_yaml(source) if isinstance(source, str) else dict(source)
     if not isinstance(data, dict):
         raise RecipeError("A recipe is a YAML mapping such as 'model: ./minilm' on its own line, one key per line.")
+    plugins = _as_list(data.get("plugins"), "plugins")
+    import_plugins(plugins, RecipeError, "This recipe")  # first: they register the tasks and settings read below
     _unknown(data, valid_keys(), "the recipe")
     if "model" not in data:
         raise RecipeError("The recipe needs a model: a folder, a hub id, a .gguf file or $variable.")
@@ -177,7 +180,7 @@ def parse_recipe(source: str | dict[str, Any]) -> Recipe:
         raise RecipeError("race maps a name to each set-up's recipe keys, e.g. race: {head: {freeze: [all], "
                           "unfreeze: [head]}, lora: {lora: {r: 8}}, full: {}}.")
     return Recipe(
-        race={k: dict(v or {}) for k, v in race.items()} if race else None,
+        plugins=plugins, race={k: dict(v or {}) for k, v in race.items()} if race else None,
         model=data["model"], task=data.get("task"), load={k: data[k] for k in load_keys() if k in data},
         data=dataspec, head={} if head == "reset" else head, freeze=_as_list(data.get("freeze"), "freeze"),
         unfreeze=_as_list(data.get("unfreeze"), "unfreeze"), steps=steps, adapter=adapter, train=train,

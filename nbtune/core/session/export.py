@@ -34,10 +34,12 @@ class Recipe:
     evaluate: bool = True
     save: str | None = None
     race: dict[str, dict[str, Any]] | None = None  # set-up name -> recipe keys: train each, compare (compare.race)
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they register a task, objective...
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (the inverse of ``parse_recipe``)."""
-        out: dict[str, Any] = {"model": self.model}
+        out: dict[str, Any] = {"plugins": list(self.plugins)} if self.plugins else {}
+        out["model"] = self.model
         if self.task:
             out["task"] = self.task
         out.update(self.load)
@@ -76,13 +78,14 @@ def _model_reference(session) -> tuple[Any, dict[str, Any]]:
     return location, load
 
 
-def _write_data(name: str, value: Any, folder: Path, stem: str) -> str:
-    """Data as a path the recipe can hold: paths stay, in-memory tables are written as JSON Lines."""
+def _write_data(session, name: str, value: Any, folder: Path, stem: str) -> str:
+    """Data as a path the recipe can hold: paths stay, in-memory tables are written as JSON Lines (media as the
+    task's modality stores them, beside the file)."""
     if isinstance(value, (str, os.PathLike)):
         return str(Path(value).expanduser().resolve())
     from nbtune.core.data.features import load_table
 
-    table = load_table(value)
+    table = session.modality.store(load_table(value), folder)
     target = folder / f"{stem}.{name}.jsonl"
     table.to_json(target, orient="records", lines=True, force_ascii=False)
     return target.name
@@ -119,8 +122,9 @@ def export_session(session, path: str | os.PathLike, data: dict[str, Any] | None
     TrainConfig.from_kwargs(**train)
     data_spec = {}
     for key, value in (data or {}).items():
-        data_spec[key] = _write_data(key, value, path.parent, path.stem) if key in ("train", "eval") else value
-    recipe = Recipe(model=model, task=session.task, load=load, data=data_spec,
+        data_spec[key] = _write_data(session, key, value, path.parent, path.stem) if key in ("train", "eval") else value
+    recipe = Recipe(plugins=session.plugin_modules(train.get("objective")), model=model, task=session.task,
+                    load=load, data=data_spec,
                     steps=[(a, list(s)) for a, s in session.freeze_log], adapter=adapter, train=train)
     path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
     return path

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from nbtune.core.common.errors import ModelLoadError
+from nbtune.core.common.plugins import import_plugins
 from nbtune.core.common.quiet import quietly
 from nbtune.core.common.seeding import DEFAULT_SEED, derived_seed, seeded
 from nbtune.core.data.processor import text_view
@@ -33,7 +34,14 @@ from nbtune.core.model.source import ModelSource
 from nbtune.core.objectives import task_and_objective
 from nbtune.core.session import persist
 from nbtune.core.session.session import Session
-from nbtune.core.tasks import auto_class, get_task, label_settings, resolve_task, task_from_class_name
+from nbtune.core.tasks import (
+    auto_class,
+    get_task,
+    label_settings,
+    resolve_task,
+    task_for_architecture,
+    task_from_class_name,
+)
 from nbtune.core.tasks.base import GenerativeTask
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -314,6 +322,7 @@ def _load_saved(folder, meta: dict[str, Any], dtype, quantize=None, seed: int | 
     trained on a quantized base goes back onto a base quantized the same way unless ``quantize`` says otherwise.
     The processor saved in the folder comes back unless ``processor`` gives one (a transform that is Python code
     is not saved: the folder's metadata says so)."""
+    import_plugins(meta.get("plugins"), ModelLoadError, str(folder))  # before its task or model class is read
     seed = meta.get("seed", DEFAULT_SEED) if seed is None else seed
     base = meta["base"]
     if quantize is None and meta["peft"]:
@@ -357,7 +366,9 @@ def _load_model(
     seed=DEFAULT_SEED, allow_pickle=False, **model_kwargs,
 ):
     if isinstance(source, nn.Module):
-        inferred = task_from_class_name(type(source).__name__)
+        config = getattr(source, "config", None)
+        inferred = (task_for_architecture(config, type(source).__name__) if config is not None
+                    else task_from_class_name(type(source).__name__))
         spec = get_task(task) if task else (get_task(inferred) if inferred else None)
         if quantize:
             raise ModelLoadError("quantize works while transformers loads weights from a folder, file or hub id; "

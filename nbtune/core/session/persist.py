@@ -220,6 +220,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "trainable_numel": trainable_saved,
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
         "seed": session.seed,
+        "plugins": session.plugin_modules(),  # imported again on reloading: they define the task, model class...
         "has_config": config is not None,
         # the processor's class when save_pretrained wrote it; a transform that is Python code is named, not saved
         "processor": type(session.processor).__name__ if can_save(session.processor) else None,

@@ -15,7 +15,9 @@ from nbtune.core.adapters import AdapterInfo, LoraTargets, adapter_infos, get_me
 from nbtune.core.adapters import manager as adapter_manager
 from nbtune.core.common.changes import Change, Listeners
 from nbtune.core.common.errors import HeadError, MetaModelError, TrainingError
+from nbtune.core.common.plugins import plugin_modules
 from nbtune.core.common.seeding import DEFAULT_SEED, derived_seed, seeded
+from nbtune.core.data.modality import Modality, get_modality
 from nbtune.core.data.processor import describe, text_view, with_text_view
 from nbtune.core.model import freeze as freeze_mod
 from nbtune.core.model.architecture import unwrap
@@ -26,7 +28,7 @@ from nbtune.core.model.params import count_params
 from nbtune.core.model.quantize import gradient_checkpointing_on, set_gradient_checkpointing
 from nbtune.core.model.source import ModelSource
 from nbtune.core.model.summary import Summary
-from nbtune.core.objectives import objective_for, resolve_objective, task_and_objective
+from nbtune.core.objectives import get_objective, objective_for, resolve_objective, task_and_objective
 from nbtune.core.session import persist
 from nbtune.core.session.export import export_session
 from nbtune.core.session.gguf_export import export_gguf
@@ -160,7 +162,8 @@ class Session:
         an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU). ``device_memory`` (GiB) judges the fit for another
         device, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4."""
         counts = count_params(self.model)
-        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=seq_len, precision=precision)
+        positions = self.modality.positions(getattr(self.model, "config", None), seq_len)
+        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision)
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,
@@ -225,6 +228,26 @@ class Session:
         """Put the whole model in eval mode (dropout off, normalisation statistics fixed)."""
         return self.model.eval()
 
+    @property
+    def modality(self) -> Modality:
+        """What the task's inputs are (``nbtune.core.data.modality``): text for the transformers text tasks,
+        tensors for a plain ``nn.Module`` without a task."""
+        return get_task(self.task).inputs() if self.task is not None else get_modality("tensor")
+
+    def plugin_modules(self, objective: str | None = None) -> list[str]:
+        """Modules outside nbtune that define this session's task, modality, objective (``objective``, else the
+        last run's, else the session's) or, for a transformers model registered from outside
+        (``AutoModel.register``), its model class: saved folders, runs and recipes import them again."""
+        task = get_task(self.task) if self.task is not None else None
+        last = (self.training.position.config.get("objective") if self.training.position else None)
+        named = objective or last or self.objective or (task.default_objective if task else None)
+        base = unwrap(self.model)[0]
+        model_class = type(base) if self.source.kind != "module" and getattr(base, "config", None) is not None else None
+        if model_class is not None and model_class.__module__.split(".")[0] in ("transformers", "peft"):
+            model_class = None
+        return plugin_modules(model_class, task, self.modality if task else None,
+                              get_objective(named) if named else None)
+
     # -- adapters (peft) -------------------------------------------------------------------------
     def lora_targets(self, include_head: bool = False) -> LoraTargets:
         """Modules LoRA can wrap, grouped by short name, with the parameters each adds per unit of rank."""
@@ -242,7 +265,8 @@ class Session:
         plan = spec.plan(self.model, self.task, self.tokenizer, **settings)  # validates; the model is untouched
         was_training = self.model.training
         with self._random_init():
-            model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log)
+            model, notes = adapter_manager.attach(self.model, plan, name, self.freeze_log,
+                                                  probe=self.modality.probe_batch)
         self.model = model
         if was_training:  # attaching keeps the session's mode (through its own switch: frozen BatchNorm stays in eval)
             self.train_mode()
@@ -448,11 +472,12 @@ class Session:
         (text, text_pair) tuples), a tag per word for token classification (a sentence or a list of words),
         generated text for language-model tasks."""
         self.require_weights("predict")
-        items = [inputs] if isinstance(inputs, (str, tuple)) else list(inputs)
+        handler = handler_for(self)
+        items = [inputs] if handler.inputs().is_single(inputs) else list(inputs)
         if not items:
             return []
         self.eval_mode()
-        return handler_for(self).predict(self, items, batch_size=batch_size, max_length=max_length)
+        return handler.predict(self, items, batch_size=batch_size, max_length=max_length)
 
     def export(self, path: str, data: dict[str, Any] | None = None, train: dict[str, Any] | None = None):
         """Write this session as a recipe file (model, task, freezing, adapter, training settings); in-memory data

@@ -14,6 +14,7 @@ from nbtune.core.tasks.registry import (
     is_labelled,
     register_task,
     supported_tasks,
+    task_for_architecture,
     task_from_class_name,
     task_names,
 )
@@ -39,11 +40,13 @@ def check_labels(num_labels: int | None, labels, error: type[Exception] = TaskEr
 
 
 def label_config(task: str, num_labels: int, names: list[str] | None = None) -> dict:
-    """Config values for a head of ``num_labels`` outputs: label names both ways, and the problem type."""
+    """Config values for a head of ``num_labels`` outputs: label names both ways, and the problem type the task
+    gives such a head (``TaskHandler.problem_type``)."""
     names = names or [f"LABEL_{i}" for i in range(num_labels)]
     out = {"num_labels": num_labels, "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    if task == "text-classification":
-        out["problem_type"] = "regression" if num_labels == 1 else "single_label_classification"
+    problem = get_task(task).problem_type(num_labels)
+    if problem is not None:
+        out["problem_type"] = problem
     return out
 
 
@@ -52,7 +55,7 @@ def resolve_task(task: str | None, config, location: str, kind: str) -> type[Tas
     from the config's architecture names (GGUF files: their language-model kind)."""
     if task is None:
         for arch in getattr(config, "architectures", None) or []:
-            inferred = task_from_class_name(arch)
+            inferred = task_for_architecture(config, arch)
             if inferred:
                 return get_task(inferred)
         if kind == "gguf":  # GGUF files hold language models and name no architecture class
@@ -92,5 +95,5 @@ def has_default_names(id2label: dict) -> bool:
 __all__ = [
     "all_tasks", "auto_class", "check_labels", "data_roles", "get_task", "has_default_names", "is_labelled", "label_config",
     "label_settings", "resolve_task",
-    "register_task", "supported_tasks", "task_from_class_name", "task_names",
+    "register_task", "supported_tasks", "task_for_architecture", "task_from_class_name", "task_names",
 ]

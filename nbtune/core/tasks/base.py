@@ -8,6 +8,7 @@ import torch
 
 from nbtune.core.common.errors import TaskError, TrainConfigError
 from nbtune.core.data.features import DataError, Features, pick_column
+from nbtune.core.data.modality import Modality, get_modality
 
 
 class TaskHandler:
@@ -31,6 +32,18 @@ class TaskHandler:
     raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
     order = 50  # place in listings (encoder tasks first, as the docs present them)
     default_objective = "supervised"  # the objective (nbtune.core.objectives) that trains it unless one is named
+    modality = "text"  # what its inputs are (nbtune.core.data.modality): batch sizes, probes, storage ask it
+
+    @classmethod
+    def problem_type(cls, num_labels: int) -> str | None:
+        """The ``config.problem_type`` for a head of ``num_labels`` outputs (transformers picks the loss by it);
+        None: leave it to transformers."""
+        return None
+
+    @classmethod
+    def inputs(cls) -> Modality:
+        """The task's modality (an instance; modalities keep no state)."""
+        return get_modality(cls.modality)
 
     @classmethod
     def for_session(cls, session) -> "TaskHandler":
@@ -46,11 +59,8 @@ class TaskHandler:
         return model(**batch)
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
-        """Validate columns and labels, tokenize, and return features (raises DataError, changes nothing)."""
-        raise NotImplementedError
-
-    def collator(self, session, cfg):
-        """A callable turning a list of features into a padded batch of tensors."""
+        """Validate columns and labels, encode (eagerly, or per item with ``encoded_per_item``) and return features
+        (raises DataError, changes nothing)."""
         raise NotImplementedError
 
     def eval_collator(self, session, cfg):
@@ -85,11 +95,35 @@ class TaskHandler:
         raise TaskError(f"predict() is not defined for {self.name}; use evaluate(data) for its metrics.")
 
     def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["input_ids"].shape[0])
+        return self.inputs().batch_size(batch)
 
     def tokens_of(self, batch: dict[str, torch.Tensor]) -> int:
-        mask = batch.get("attention_mask")
-        return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return self.inputs().tokens(batch)
+
+    def encoded_per_item(self, session, values: list, cfg, extra: list[dict[str, Any]] | None = None,
+                         label_names: dict[int, str] | None = None, meta: dict[str, Any] | None = None) -> Features:
+        """Features the modality encodes one example at a time, as batches ask (``Features`` says when they are
+        cached and how random transforms are seeded). ``values`` are read raw inputs; ``extra`` holds each
+        example's other fields (its ``labels``), added to the encoded inputs as they are."""
+        modality = self.inputs()
+        extra = extra or [{} for _ in values]
+
+        def encode(row: dict[str, Any], train: bool, rng) -> dict[str, Any]:
+            return {**modality.encode(session, row["value"], train, rng), **row["extra"]}
+
+        rows = [{"value": v, "extra": e} for v, e in zip(values, extra)]
+        return Features(rows, [modality.value_size(v) for v in values], label_names=label_names, meta=meta or {},
+                        encode=encode, seed=cfg.seed, cache=modality.deterministic)
+
+    def collator(self, session, cfg):
+        """A callable turning a list of encoded examples into a batch: the modality's collation by default."""
+        modality = self.inputs()
+        return lambda rows: modality.collate(session, rows)
+
+    def sizes(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Each encoded example's size for batching, as the modality measures it."""
+        modality = self.inputs()
+        return [modality.size(r) for r in rows]
 
 
 class GenerativeTask(TaskHandler):

@@ -50,7 +50,7 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
             for ids in tok(texts_of(table, column), truncation=True, max_length=limit - len(eos) if limit else None)["input_ids"]:
                 ids = list(ids) + eos
                 rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
-            return Features(rows, [len(r["input_ids"]) for r in rows])
+            return Features(rows, self.sizes(rows))
         # an example with nothing trained adds only compute: skipped, and counted
         rows = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels}
                 for e in encoded if e.trained]
@@ -59,7 +59,7 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
                      else "no assistant tokens were found")
             raise DataError(f"Every one of the {len(encoded)} examples has all its labels masked, so training would "
                             f"learn nothing: {cause}. Raise max_length, check the roles, or pass loss_on='all'.")
-        return Features(rows, [len(r["input_ids"]) for r in rows],
+        return Features(rows, self.sizes(rows),
                         meta={"truncated": sum(e.truncated for e in encoded), "skipped": len(encoded) - len(rows),
                               "chat_template": cfg.chat_template})
 

@@ -32,6 +32,10 @@ class ClassificationTask(TaskHandler):
     greater_is_better = True
 
     @classmethod
+    def problem_type(cls, num_labels: int) -> str:
+        return "regression" if num_labels == 1 else "single_label_classification"
+
+    @classmethod
     def for_session(cls, session) -> "ClassificationTask":
         """Regression when the head has one output."""
         return cls(regression=getattr(getattr(session.model, "config", None), "num_labels", 2) == 1)
@@ -101,7 +105,7 @@ class ClassificationTask(TaskHandler):
         if labels is not None:
             for row, y in zip(rows, labels):
                 row["labels"] = y
-        return Features(rows, [len(r["input_ids"]) for r in rows], label_names=names)
+        return Features(rows, self.sizes(rows), label_names=names)
 
     def apply(self, session, features: Features) -> None:
         names = features.label_names

@@ -29,7 +29,7 @@ class MaskedLMTask(TokenLossTask):
         enc = tok(texts_of(table, column), truncation=True, max_length=cfg.max_length, return_special_tokens_mask=True)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") if k in enc]
         rows = [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
-        return Features(rows, [len(r["input_ids"]) for r in rows])
+        return Features(rows, self.sizes(rows))
 
     def _collator(self, session, cfg, seed):
         from transformers import DataCollatorForLanguageModeling

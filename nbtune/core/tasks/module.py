@@ -22,6 +22,7 @@ class ModuleTask(TaskHandler):
     main_metric = "accuracy"
     greater_is_better = True
     raw_data = True  # examples are tensors, not a table
+    modality = "tensor"
 
     def prepare(self, session, data, cfg, require_labels: bool = True) -> Features:
         if isinstance(data, torch.utils.data.DataLoader):
@@ -57,12 +58,6 @@ class ModuleTask(TaskHandler):
         if loss is None and "labels" in batch:
             loss = nn.functional.cross_entropy(logits, batch["labels"])
         return _Output(loss, logits)
-
-    def batch_size_of(self, batch) -> int:
-        return int(next(iter(batch.values())).shape[0])
-
-    def tokens_of(self, batch) -> int:
-        return 0
 
     def collect(self, outputs, batch, store) -> None:
         if outputs.logits is not None and "labels" in batch:

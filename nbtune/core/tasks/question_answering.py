@@ -102,7 +102,7 @@ class QuestionAnsweringTask(TaskHandler):
             offsets.append([o if s == context_index else None for o, s in zip(spans, seq)])
         meta = {"example_ids": example_ids, "offsets": offsets, "contexts": contexts,
                 "answers": [[t for t, _ in g] for g in golds]}
-        return Features(rows, [len(r["input_ids"]) for r in rows], meta=meta)
+        return Features(rows, self.sizes(rows), meta=meta)
 
     def collator(self, session, cfg):
         from transformers import DataCollatorWithPadding

@@ -63,6 +63,30 @@ def task_from_class_name(class_name: str) -> str | None:
     return max(matches)[1] if matches else None
 
 
+def task_for_architecture(config, architecture: str) -> str | None:
+    """The task whose transformers auto class maps this config type to the class ``architecture`` (so
+    ``WhisperForConditionalGeneration`` is speech-to-text, not text seq2seq, though the suffix is the same); where
+    several tasks share the auto class (causal LM and preference tuning), the one claiming the class suffix wins.
+    Classes transformers does not know (remote code) fall back to their name's suffix; None: no task trains it."""
+    found = []
+    for task in all_tasks():
+        try:
+            mapped = auto_class(task)._model_mapping[type(config)]
+        except (KeyError, ValueError, TaskError, AttributeError):
+            continue
+        classes = mapped if isinstance(mapped, (tuple, list)) else (mapped,)
+        if any(getattr(c, "__name__", None) == architecture for c in classes):
+            found.append(task)
+    if not found:
+        import transformers
+
+        # a class transformers has is one no registered task trains (a speech model, say): not guessed from its
+        # name; only a class it does not know (remote code) is
+        return None if hasattr(transformers, architecture) else task_from_class_name(architecture)
+    claiming = [t for t in found if any(architecture.endswith(suffix) for suffix in t.class_suffixes)]
+    return (claiming or found)[0].name
+
+
 def auto_class(task: type[TaskHandler]):
     """The transformers auto class for a task (imported lazily: transformers is slow to import)."""
     import transformers

@@ -57,7 +57,7 @@ class Seq2SeqTask(GenerativeTask, TokenLossTask):
             labels = tok(text_target=[r[0] for r in refs], truncation=True, max_length=cfg.max_target_length)["input_ids"]
             for row, y in zip(rows, labels):
                 row["labels"] = y
-        return Features(rows, [len(r["input_ids"]) for r in rows], meta={"sources": sources, "references": refs})
+        return Features(rows, self.sizes(rows), meta={"sources": sources, "references": refs})
 
     def collator(self, session, cfg):
         from transformers import DataCollatorForSeq2Seq

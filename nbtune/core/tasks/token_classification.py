@@ -98,7 +98,7 @@ class TokenClassificationTask(TaskHandler):
                     previous = word
                 row["labels"] = labels
             rows.append(row)
-        return Features(rows, [len(r["input_ids"]) for r in rows], label_names=names)
+        return Features(rows, self.sizes(rows), label_names=names)
 
     def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
         """A tag per word: each item is a sentence (split on whitespace) or a list of words."""

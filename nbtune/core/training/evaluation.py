@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from nbtune.core.common.errors import DataError
@@ -62,10 +65,21 @@ def in_input_order(store: dict[str, list], order: list[int]) -> None:
             store[key] = [values[position[i]] for i in range(len(order))]
 
 
+def table_of(handler, data, split: str | None = None):
+    """The data as one table (as given, for tasks that take raw Python data). A file's table goes through its
+    modality's ``restore``: media a run folder or an export stored beside it are found again."""
+    if handler.raw_data:
+        return data
+    table = load_table(data, split=split)
+    if isinstance(data, (str, os.PathLike)):
+        table = handler.inputs().restore(table, Path(data).expanduser().resolve().parent)
+    return table
+
+
 def prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, what: str) -> Features:
     if handler.raw_data:
         return handler.prepare(session, data, cfg, require_labels=True)
-    table = load_table(data, split=split)
+    table = table_of(handler, data, split)
     if len(table) == 0:
         raise DataError(f"The {what} data has no rows.")
     return handler.prepare(session, table, cfg, require_labels=True)

@@ -20,7 +20,6 @@ import torch
 from nbtune.core.common.errors import OutOfMemoryError, TrainingError
 from nbtune.core.common.interrupts import deferred_interrupts
 from nbtune.core.data.batching import split_batch, to_device
-from nbtune.core.data.features import load_table
 from nbtune.core.model.params import copy_tensors
 from nbtune.core.model.precision import autocast, describe_precision
 from nbtune.core.objectives import objective_for
@@ -29,7 +28,7 @@ from nbtune.core.training import checkpoint as ckpt_mod
 from nbtune.core.training import run_folder as runs_mod
 from nbtune.core.training.callbacks import EarlyStopping, History, check_callback, is_finite
 from nbtune.core.training.config import TrainConfig
-from nbtune.core.training.evaluation import eval_data_from, evaluate_features, prepare_data
+from nbtune.core.training.evaluation import eval_data_from, evaluate_features, prepare_data, table_of
 from nbtune.core.training.events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from nbtune.core.training.fingerprint import fingerprint
 from nbtune.core.training.optim import default_lr
@@ -74,8 +73,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     # 1. Check everything that depends on the input before changing anything.
     eval_source, eval_split = eval_data_from(train_data, eval_data)
     # each file is read once: the tables go to tokenization and, for a new run folder, into its data copy
-    train_table = _table(handler, train_data, "train" if eval_split else None)
-    eval_table = _table(handler, eval_source, eval_split) if eval_source is not None else None
+    train_table = table_of(handler, train_data, "train" if eval_split else None)
+    eval_table = table_of(handler, eval_source, eval_split) if eval_source is not None else None
     train_features = prepare_data(session, handler, train_table, cfg, None, "training")
     if cfg.packing:
         train_features = handler.pack(train_features, cfg)
@@ -157,11 +156,6 @@ def _run_folder(session, cfg: TrainConfig, resume, continuing) -> tuple[Path, bo
                                 f"nbtune.resume({cfg.run_name!r}), or choose another run_name.")
         return folder, True
     return runs_mod.runs_folder() / runs_mod.new_run_name(session), True
-
-
-def _table(handler, data, split):
-    """The data as one table (as given, for tasks that take raw Python data)."""
-    return data if handler.raw_data else load_table(data, split=split)
 
 
 class _Run:

@@ -149,10 +149,11 @@ class RunRecorder(Callback):
         mixed Python objects) is not copied: the run trains all the same, and resuming then asks for the data."""
         data = self.folder / "data"
         data.mkdir()
+        modality = self.session.modality  # media (images, audio) are written beside the tables it stores
         try:
-            train_table.to_parquet(data / "train.parquet")
+            modality.store(train_table, data).to_parquet(data / "train.parquet")
             if eval_table is not None:
-                eval_table.to_parquet(data / "eval.parquet")
+                modality.store(eval_table, data).to_parquet(data / "eval.parquet")
         except Exception as exc:
             shutil.rmtree(data, ignore_errors=True)
             self.notes.append(f"the run folder keeps no copy of the data ({type(exc).__name__}: {exc}); "

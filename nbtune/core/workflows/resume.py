@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import pandas as pd
-
 from nbtune.core.common.errors import TrainingError
 from nbtune.core.session.loading import load
 from nbtune.core.training.run_folder import read_run, run_path
@@ -32,9 +30,10 @@ def resume(name_or_folder: str | os.PathLike, data: Any = None, eval: Any = None
         if not (folder / "data" / "train.parquet").is_file():
             raise TrainingError(f"Run {folder.name!r} keeps no copy of its training data (it was not a table); pass "
                                 f"it: nbtune.resume({folder.name!r}, data=...).")
-        data = pd.read_parquet(folder / "data" / "train.parquet")
+        # as files, not tables: reading them, the task's modality finds the media stored beside them
+        data = str(folder / "data" / "train.parquet")
         if eval is None and (folder / "data" / "eval.parquet").is_file():
-            eval = pd.read_parquet(folder / "data" / "eval.parquet")
+            eval = str(folder / "data" / "eval.parquet")
     session = load(model, adapter=folder / "setup") if model is not None else load(folder / "setup")
     config = {k: v for k, v in run["config"].items() if k not in ("checkpoint_dir", "run_name")}
     config.update(settings)
