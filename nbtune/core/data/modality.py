@@ -35,6 +35,17 @@ class Modality:
     # again, with an RNG seeded by (seed, epoch, example), so a resumed run sees the same augmentations.
     deterministic = True
 
+    def source(self, data: Any, split: str | None):
+        """``data`` as a table when it is a form only this modality knows (a folder of class folders for images),
+        else None (the common readers take it: tables, files, datasets, lists of dicts). ``split`` is what
+        ``eval_split`` named, for the evaluation part."""
+        return None
+
+    def eval_split(self, data: Any) -> str | None:
+        """The split of ``data`` that evaluation uses when no evaluation data is given (an image folder's
+        ``val/``), or None."""
+        return None
+
     def read(self, value: Any, where: str) -> Any:
         """One raw value as this modality holds it (decoded, checked); a DataError naming ``where`` (e.g.
         "example 3 of column 'image'") if it is not one."""

@@ -70,6 +70,9 @@ def table_of(handler, data, split: str | None = None):
     modality's ``restore``: media a run folder or an export stored beside it are found again."""
     if handler.raw_data:
         return data
+    table = handler.inputs().source(data, split)
+    if table is not None:
+        return table
     table = load_table(data, split=split)
     if isinstance(data, (str, os.PathLike)):
         table = handler.inputs().restore(table, Path(data).expanduser().resolve().parent)
@@ -85,10 +88,15 @@ def prepare_data(session, handler, data, cfg: TrainConfig, split: str | None, wh
     return handler.prepare(session, table, cfg, require_labels=True)
 
 
-def eval_data_from(train_data, eval_data):
-    """With a DatasetDict and no eval data, use its validation split if it has one."""
+def eval_data_from(train_data, eval_data, handler=None):
+    """With no eval data, a DatasetDict's validation split if it has one, or the split the task's modality finds
+    in the data (an image folder's ``val/``)."""
     if eval_data is None and type(train_data).__name__ == "DatasetDict":
         for name in ("validation", "dev", "test"):
             if name in train_data:
                 return train_data, name
+    if eval_data is None and handler is not None and not handler.raw_data:
+        split = handler.inputs().eval_split(train_data)
+        if split is not None:
+            return train_data, split
     return eval_data, None

@@ -71,7 +71,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     state: TrainingState = session.training
 
     # 1. Check everything that depends on the input before changing anything.
-    eval_source, eval_split = eval_data_from(train_data, eval_data)
+    eval_source, eval_split = eval_data_from(train_data, eval_data, handler)
     # each file is read once: the tables go to tokenization and, for a new run folder, into its data copy
     train_table = table_of(handler, train_data, "train" if eval_split else None)
     eval_table = table_of(handler, eval_source, eval_split) if eval_source is not None else None

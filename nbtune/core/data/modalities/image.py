@@ -1,0 +1,285 @@
+"""Images: files, bytes, PIL images, arrays or ``datasets`` Image cells, decoded one at a time as batches ask.
+
+The session's image processor (its size, mean, std and crop) turns a decoded image into ``pixel_values``; training
+adds torchvision's standard augmentation (a random resized crop to the processor's size and a horizontal flip)
+where torchvision is installed, seeded per example and epoch. Data may also be a folder of class folders (the
+ImageFolder layout, with ``train/`` and ``val/`` splits found when present) or a list of ``(image, label)`` pairs.
+Images are never cached decoded: a few thousand of them would not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nbtune.core.common.errors import DataError
+from nbtune.core.data.modality import Modality, register_modality
+from nbtune.core.model.architecture import unwrap
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+EVAL_SPLITS = ("val", "validation", "valid", "dev", "test")
+STORED = "images/"  # run folders and exports keep images under this folder, the table their relative paths
+
+
+def _pil():
+    from PIL import Image
+
+    return Image
+
+
+def is_image_value(value: Any) -> bool:
+    """A value this modality reads: a PIL image, an image file path, encoded bytes, an array or a datasets cell."""
+    if isinstance(value, (str, os.PathLike)):
+        return str(value).lower().endswith(IMAGE_SUFFIXES)
+    if isinstance(value, dict):
+        return "bytes" in value or "path" in value
+    if isinstance(value, (bytes, bytearray)):
+        return True
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim in (2, 3)
+    return hasattr(value, "convert") and hasattr(value, "size")  # a PIL image
+
+
+def decode(value: Any):
+    """``value`` as an RGB PIL image (a datasets cell ``{"bytes", "path"}``, a path, bytes, an HxW[xC] array or a
+    CxHxW tensor); raises OSError/ValueError when it is not a readable image."""
+    Image = _pil()
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (str, os.PathLike)):
+        with Image.open(value) as image:
+            return image.convert("RGB")
+    if isinstance(value, (bytes, bytearray)):
+        with Image.open(io.BytesIO(value)) as image:
+            return image.convert("RGB")
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+        if value.ndim == 3 and value.shape[0] in (1, 3, 4) and value.shape[-1] not in (1, 3, 4):
+            value = value.transpose(1, 2, 0)  # CxHxW, as torchvision holds images
+    if isinstance(value, np.ndarray):
+        if value.dtype != np.uint8:
+            value = np.clip(value * (255.0 if value.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        if value.ndim == 3 and value.shape[-1] == 1:
+            value = value[..., 0]
+        return Image.fromarray(value).convert("RGB")
+    if hasattr(value, "convert"):
+        return value.convert("RGB")
+    raise ValueError(f"not an image: {type(value).__name__}")
+
+
+def _check(value: Any) -> str | None:
+    """Why ``value`` cannot be read as an image, or None (files are opened and verified, not decoded)."""
+    Image = _pil()
+    try:
+        if isinstance(value, dict):
+            value = value.get("bytes") or value.get("path")
+        if isinstance(value, (str, os.PathLike)):
+            with Image.open(value) as image:
+                image.verify()
+        elif isinstance(value, (bytes, bytearray)):
+            with Image.open(io.BytesIO(value)) as image:
+                image.verify()
+        elif not is_image_value(value):
+            return f"not an image ({type(value).__name__})"
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken files
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def image_folder(root: Path) -> "Any":
+    """A table of (image path, label) for a folder of class folders; the class is the folder's name."""
+    import pandas as pd
+
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    rows = [(str(f), c.name) for c in classes for f in sorted(c.rglob("*"))
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if not rows:
+        raise DataError(f"{root} holds no images in class folders (expected {root}/<class>/<image>.png ...).")
+    return pd.DataFrame(rows, columns=["image", "label"])
+
+
+def _splits(root: Path) -> tuple[Path | None, Path | None]:
+    """The training and evaluation folders of an ImageFolder tree with splits (train/ and val/...), if it has them."""
+    train = root / "train" if (root / "train").is_dir() else None
+    evaluation = next((root / name for name in EVAL_SPLITS if (root / name).is_dir()), None)
+    return train, evaluation
+
+
+@register_modality
+class ImageModality(Modality):
+    name = "image"
+    description = "images (files, bytes, PIL, arrays, datasets Image), decoded per item; augmented in training"
+    deterministic = False  # random crops and flips: encoded per item and epoch, never cached decoded
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def read(self, value: Any, where: str) -> Any:
+        problem = _check(value)
+        if problem is not None:
+            shown = value if isinstance(value, (str, os.PathLike)) else type(value).__name__
+            raise DataError(f"{where.capitalize()} ({shown}) is not a readable image: {problem}.")
+        return value
+
+    def read_column(self, values: list, column: str) -> tuple[list, list[int], list[str]]:
+        """The readable images of a column, their row numbers, and one line per unreadable one (path and reason):
+        a corrupt file is left out and reported, not a crash in the middle of training."""
+        kept, rows, bad = [], [], []
+        for i, value in enumerate(values):
+            problem = _check(value)
+            if problem is None:
+                kept.append(value)
+                rows.append(i)
+            else:
+                shown = value if isinstance(value, (str, os.PathLike)) else f"row {i}"
+                bad.append(f"{shown} ({problem})")
+        return kept, rows, bad
+
+    def source(self, data: Any, split: str | None):
+        """A folder of class folders, a zip of one, or a list of (image, label) pairs, as a table."""
+        import pandas as pd
+
+        if isinstance(data, (list, tuple)) and data and all(
+                isinstance(x, tuple) and len(x) == 2 and is_image_value(x[0]) for x in data):
+            return pd.DataFrame({"image": [x[0] for x in data], "label": [x[1] for x in data]})
+        if not isinstance(data, (str, os.PathLike)):
+            return None
+        root = Path(data).expanduser()
+        if root.is_file() and root.suffix.lower() == ".zip":
+            root = _unzipped(root)
+        if not root.is_dir():
+            return None
+        train, evaluation = _splits(root)
+        if split == "eval":
+            return image_folder(evaluation) if evaluation else None
+        return image_folder(train or root)
+
+    def eval_split(self, data: Any) -> str | None:
+        if isinstance(data, (str, os.PathLike)):
+            root = Path(data).expanduser()
+            if root.is_file() and root.suffix.lower() == ".zip":
+                root = _unzipped(root)
+            if root.is_dir() and all(_splits(root)):
+                return "eval"
+        return None
+
+    # -- encoding ----------------------------------------------------------------------------------------------
+    def encode(self, session, value: Any, train: bool, rng) -> dict[str, Any]:
+        image = decode(value)
+        processor = self.processor(session)
+        if train and rng is not None:
+            image = augment(image, processor, rng)
+        return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"][0]}
+
+    def batch_size(self, batch: dict[str, Any]) -> int:
+        return int(batch["pixel_values"].shape[0])
+
+    def positions(self, config: Any, size: int) -> int:
+        """Patches of a ``size`` x ``size`` image for a vision transformer (plus its class token); 1 for others."""
+        patch = getattr(config, "patch_size", None)
+        if isinstance(patch, (list, tuple)):
+            patch = patch[0]
+        return (size // patch) ** 2 + 1 if isinstance(patch, int) and patch > 0 else 1
+
+    def probe_batch(self, model: torch.nn.Module) -> dict[str, Any] | None:
+        config = getattr(unwrap(model)[0], "config", None)
+        if config is None:
+            return None
+        side = getattr(config, "image_size", 32)
+        side = side[0] if isinstance(side, (list, tuple)) else side
+        channels = getattr(config, "num_channels", 3)
+        parameter = next(model.parameters())
+        return {"pixel_values": torch.zeros(1, channels, side, side, device=parameter.device)}
+
+    def is_single(self, value: Any) -> bool:
+        return is_image_value(value) and not isinstance(value, dict)
+
+    # -- storing -----------------------------------------------------------------------------------------------
+    def store(self, table, folder: Path):
+        """Image columns as files under ``folder/images`` named by their content (PNG for decoded images, the
+        file's own bytes otherwise); the table keeps their relative paths."""
+        table = table.copy()
+        for column in table.columns:
+            values = table[column]
+            if not len(table) or not values.map(is_image_value).all() or values.map(
+                    lambda v: isinstance(v, str) and v.startswith(STORED)).all():
+                continue
+            (folder / STORED).mkdir(parents=True, exist_ok=True)
+            table[column] = [_store_one(v, folder) for v in values]
+        return table
+
+    def restore(self, table, folder: Path):
+        table = table.copy()
+        for column in table.columns:
+            values = table[column]
+            if len(table) and values.map(lambda v: isinstance(v, str) and v.startswith(STORED)).all():
+                table[column] = [str(folder / v) for v in values]
+        return table
+
+    @staticmethod
+    def processor(session):
+        processor = session.processor
+        processor = getattr(processor, "image_processor", None) or processor
+        if processor is None or not callable(processor):
+            raise DataError("Images need an image processor (its size, mean and std); load the model with one "
+                            "(nbtune.load(..., processor='path/or/hub-id')) or set session.processor.")
+        return processor
+
+
+def _store_one(value: Any, folder: Path) -> str:
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, (str, os.PathLike)):
+        data, suffix = Path(value).read_bytes(), Path(value).suffix.lower()
+    elif isinstance(value, (bytes, bytearray)):
+        data, suffix = bytes(value), ".img"
+    else:
+        buffer = io.BytesIO()
+        decode(value).save(buffer, format="PNG")  # lossless: the stored copy is the image trained on
+        data, suffix = buffer.getvalue(), ".png"
+    name = f"{STORED}{hashlib.sha1(data).hexdigest()[:20]}{suffix}"
+    if not (folder / name).exists():
+        (folder / name).write_bytes(data)
+    return name
+
+
+def _unzipped(path: Path) -> Path:
+    """A zip of image folders, extracted once beside itself (``name.zip`` -> ``name/``) unless already there."""
+    import zipfile
+
+    target = path.with_suffix("")
+    if not target.is_dir():
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(target)
+    entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() and not _has_images(target) else target
+
+
+def _has_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.iterdir() if f.is_file())
+
+
+def augment(image, processor, rng):
+    """torchvision's standard training augmentation (random resized crop to the processor's size, horizontal
+    flip), seeded from ``rng``; the image as it is where torchvision is not installed."""
+    try:
+        from torchvision.transforms import v2
+    except ImportError:
+        return image
+    size = _target_size(processor, image)
+    pipeline = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**31)))
+        return pipeline(image)
+
+
+def _target_size(processor, image) -> tuple[int, int]:
+    size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+    if "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    side = size.get("shortest_edge") or min(image.size)
+    return int(side), int(side)

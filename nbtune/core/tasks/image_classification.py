@@ -1,0 +1,85 @@
+"""Image classification: any ``AutoModelForImageClassification`` model (ViT, DeiT, BEiT, ConvNeXt, ResNet, Swin,
+DINOv2, MobileNet...) with its image processor; the head is sized to the user's classes like a text classifier's.
+Labels are read, checked and mapped as text classification does; the inputs are the image modality's."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from nbtune.core.data.features import DataError, Features
+from nbtune.core.tasks.base import TaskHandler, in_length_order
+from nbtune.core.tasks.classification import LABEL, ClassificationTask
+from nbtune.core.tasks.registry import register_task
+
+IMAGE = ("image", "img", "pixel_values", "path", "file", "filepath", "image_path", "filename")
+
+
+@register_task
+class ImageClassificationTask(ClassificationTask):
+    name = "image-classification"
+    order = 60
+    aliases = ("image-classifier", "vision")
+    description = "an image's class (transfer learning from ImageNet-style backbones)"
+    auto_class = "AutoModelForImageClassification"
+    class_suffixes = ("ForImageClassification",)
+    peft_task_type = None  # peft has no image task type; the new head is saved as a module of its own
+    columns = {"image": IMAGE, "label": LABEL}
+    modality = "image"
+    collator = TaskHandler.collator  # the modality's (stacked pixel values), not text padding
+    eval_batch_factor = 2
+
+    @classmethod
+    def problem_type(cls, num_labels: int) -> str:
+        return "single_label_classification"
+
+    @classmethod
+    def for_session(cls, session) -> "ImageClassificationTask":
+        return cls()
+
+    def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
+        image_col = self.column(table, "image", cfg.columns)
+        label_col = self.column(table, "label", cfg.columns, required=require_labels)
+        modality = self.inputs()
+        modality.processor(session)  # no processor: one clear error before any image is opened
+        images, rows, bad = modality.read_column(table[image_col].tolist(), image_col)
+        if not images:
+            raise DataError(f"None of the {len(table)} images in column {image_col!r} can be read; the first: "
+                            f"{bad[0]}.")
+        labels, names = (self.encode_labels(session, [table[label_col].iloc[i] for i in rows])
+                         if label_col else (None, None))
+        extra = [{"labels": y} for y in labels] if labels is not None else None
+        return self.encoded_per_item(session, images, cfg, extra, label_names=names,
+                                     meta={"unreadable": bad, "rows": rows})
+
+    def apply(self, session, features: Features) -> None:
+        super().apply(session, features)
+        bad = features.meta.get("unreadable") or []
+        if bad:
+            shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+            note = f"left out {len(bad)} unreadable image(s): {shown}"
+            session.notes.append(note)
+            warnings.warn(note, stacklevel=2)
+
+    def metrics(self, store, loss: float, features=None) -> dict[str, float]:
+        out = super().metrics(store, loss, features)
+        if "labels" in store:
+            logits, labels = torch.cat(store["logits"]), torch.cat(store["labels"])
+            if logits.shape[-1] > 5:  # top-5 means something only beyond five classes
+                top5 = logits.topk(5, dim=-1).indices
+                out["top5_accuracy"] = float((top5 == labels[:, None]).any(-1).float().mean())
+        return out
+
+    def predict(self, session, items, batch_size, max_length) -> list[dict[str, Any]]:
+        """Label and scores per image (a path, PIL image, array or bytes)."""
+        modality = self.inputs()
+        device = next(session.model.parameters()).device
+        read = [modality.read(x, f"input {i}") for i, x in enumerate(items)]
+
+        def run(chunk: list) -> list[dict[str, Any]]:
+            batch = modality.collate(session, [modality.encode(session, x, False, None) for x in chunk])
+            return self.predict_rows(session, session.model(pixel_values=batch["pixel_values"].to(device)).logits)
+
+        return in_length_order(read, lambda x: 0, batch_size, run)

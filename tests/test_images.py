@@ -1,0 +1,191 @@
+"""Image classification on real images (scikit-learn's digits as PNG files) with tiny ViT, ConvNeXt and ResNet
+models from transformers: the data forms people have, head replacement, training that learns, LoRA, predict,
+save/reload, exact resume, recipes, and unreadable files reported instead of crashing a run."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from image_helpers import SIDE, digit_images, save_tiny_vision, write_image_folder
+from PIL import Image
+
+import nbtune
+from nbtune.core.training.events import StepEnded
+
+DIGITS = [str(i) for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("digits"), {"train": (0, 240), "val": (1000, 120)})
+
+
+@pytest.fixture(scope="module")
+def vision(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vision")
+    return {kind: save_tiny_vision(kind, root / kind) for kind in ("vit", "convnext", "resnet")}
+
+
+def _weights(s):
+    return {n: p.detach().clone() for n, p in s.model.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnext", "resnet"])
+def test_any_image_classifier_loads_with_a_head_for_the_users_classes(vision, kind):
+    s = nbtune.load(vision[kind], labels=DIGITS)  # the saved head has 3 outputs: replaced, no shape error
+    assert s.task == "image-classification" and s.modality.name == "image"
+    assert s.model.config.num_labels == 10 and s.model.config.id2label[7] == "7"
+    assert "images" in repr(s)  # the processor is in the session's repr
+    assert any("newly initialised" in n for n in s.notes)
+    summary = s.summary(seq_len=SIDE)
+    assert summary.counts.total == sum(p.numel() for p in s.model.parameters())
+    out = s.predict(digit_images(1)[0][0])
+    assert len(out) == 1 and out[0]["label"] in DIGITS and abs(sum(out[0]["scores"].values()) - 1) < 1e-5
+
+
+def test_an_image_folder_with_splits_trains_and_learns(vision, digits):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    before = s.evaluate(str(digits / "val"))["accuracy"]
+    run = s.train(str(digits), epochs=3, batch_size=16, lr=3e-3, seed=1, log=False, save_run=False)
+    assert run.metrics["accuracy"] > max(0.5, before + 0.3), (before, run.metrics)  # val/ found and evaluated
+    assert {"macro_f1", "top5_accuracy"} <= set(run.metrics)
+    losses = run.history.losses()
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    label = s.predict(str(next((digits / "val" / "4").iterdir())))[0]["label"]
+    assert label in DIGITS
+
+
+def test_data_as_people_have_it(vision, digits, tmp_path):
+    import datasets
+
+    s = nbtune.load(vision["vit"], labels=DIGITS)
+    images, labels = digit_images(12, 500)
+    paths = sorted((digits / "train").rglob("*.png"))[:12]
+    frame = pd.DataFrame({"path": [str(p) for p in paths], "label": [p.parent.name for p in paths]})
+    frame.to_csv(tmp_path / "images.csv", index=False)
+    with zipfile.ZipFile(tmp_path / "digits.zip", "w") as archive:
+        for p in sorted(digits.rglob("*.png"))[::20]:
+            archive.write(p, p.relative_to(digits.parent))
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(i) for i in images], "label": labels},
+                                         features=datasets.Features({"image": datasets.Image(),
+                                                                     "label": datasets.Value("int64")}))
+    forms = {
+        "a DataFrame of paths": frame,
+        "a CSV of paths": str(tmp_path / "images.csv"),
+        "a datasets.Dataset with an Image feature": dataset,
+        "a list of (PIL image, label)": [(Image.fromarray(i), y) for i, y in zip(images, labels)],
+        "a list of (array, label)": list(zip(images, labels)),
+        "a zip of class folders": str(tmp_path / "digits.zip"),
+    }
+    for form, data in forms.items():
+        metrics = s.evaluate(data)
+        assert 0 <= metrics["accuracy"] <= 1 and np.isfinite(metrics["loss"]), form
+
+
+def test_unreadable_images_are_left_out_and_reported_by_path(vision, digits, tmp_path):
+    import shutil
+
+    root = tmp_path / "with-bad"
+    shutil.copytree(digits / "train", root)
+    (root / "3" / "broken.png").write_bytes(b"not a png at all")
+    (root / "5" / "truncated.png").write_bytes((root / "5").glob("*.png").__next__().read_bytes()[:40])
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    with pytest.warns(UserWarning, match=r"left out 2 unreadable image\(s\):.*broken.png"):
+        run = s.train(str(root), epochs=1, batch_size=16, log=False, save_run=False)
+    assert run.steps == 15  # 240 readable images, batch 16
+    assert any("truncated.png" in n for n in s.notes)
+
+
+def test_lora_on_a_vit_trains_the_adapter_and_head_and_reloads_identically(vision, digits, tmp_path):
+    s = nbtune.load(vision["vit"], labels=DIGITS)
+    s.add_lora(r=4, targets="all-linear")
+    trainable = {n for n, p in s.model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n and "attention" in n for n in trainable)
+    assert any("classifier" in n and "modules_to_save" in n for n in trainable)
+    assert not any(n.endswith("query.base_layer.weight") for n in trainable)
+    s.train(str(digits), epochs=1, batch_size=16, lr=3e-3, log=False, save_run=False)
+    s.save(tmp_path / "vit-lora")
+    again = nbtune.load(tmp_path / "vit-lora")
+    assert type(again.processor).__name__ == type(s.processor).__name__
+    pixels = torch.randn(2, 3, SIDE, SIDE)
+    s.eval_mode()
+    assert torch.equal(s.model(pixel_values=pixels).logits, again.model(pixel_values=pixels).logits)
+    assert again.predict(str(next((digits / "val" / "1").iterdir()))) == s.predict(
+        str(next((digits / "val" / "1").iterdir())))
+
+
+def test_an_interrupted_image_run_resumes_to_the_uninterrupted_weights(vision, digits, tmp_path):
+    settings = dict(epochs=2, batch_size=16, lr=3e-3, seed=2, log=False, save_run=False)
+    ref = nbtune.load(vision["resnet"], labels=DIGITS)
+    ref.train(str(digits / "train"), **settings)
+
+    def stop_at(event, control):
+        if isinstance(event, StepEnded) and event.step == 11:
+            raise KeyboardInterrupt
+
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    run = s.train(str(digits / "train"), callbacks=[stop_at], **settings)
+    assert run.cancelled or run.steps < 30
+    s.train(str(digits / "train"), resume=True, **settings)
+    assert all(torch.equal(a, b) for a, b in zip(_weights(s).values(), _weights(ref).values()))
+
+
+def test_frozen_batchnorm_stays_in_eval_mode(vision):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    s.freeze("all")
+    s.unfreeze("head")
+    s.train_mode()
+    norms = [m for m in s.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    s.unfreeze("type:BatchNorm2d")
+    s.train_mode()
+    assert all(m.training for m in norms)
+
+
+def test_a_finetune_cell_trains_an_image_folder(vision, digits, shell, tmp_path):
+    shell.run_cell(f"""%%finetune -o images
+model: {vision['resnet']}
+task: image-classification
+labels: {DIGITS}
+data: {{train: {digits}}}
+train: {{epochs: 1, batch_size: 16, save_run: false}}
+""")
+    result = shell.user_ns["images"]
+    assert result.session.task == "image-classification" and "accuracy" in result.after
+
+
+def test_images_in_memory_are_kept_as_files_by_a_run_folder_and_an_export(vision, tmp_path):
+    images, labels = digit_images(32, 200)
+    data = pd.DataFrame({"image": [Image.fromarray(i) for i in images], "label": [str(y) for y in labels]})
+    nbtune.set_runs_folder(tmp_path / "runs")
+    try:
+        s = nbtune.load(vision["resnet"], labels=DIGITS)
+        s.train(data, epochs=1, batch_size=16, log=False, run_name="in-memory")
+        folder = tmp_path / "runs" / "in-memory" / "data"
+        kept = pd.read_parquet(folder / "train.parquet")
+        assert all((folder / v).is_file() for v in kept["image"])
+        first = np.asarray(Image.open(folder / kept["image"][0]).convert("L"))
+        assert np.array_equal(first, images[0])  # a faithful (lossless) copy
+        path = s.export(tmp_path / "recipe.yaml", data={"train": data})
+        assert (tmp_path / "images").is_dir() and path.is_file()
+        resumed = nbtune.resume("in-memory", log=False)  # reads the stored images back
+        assert resumed.global_step == 2
+    finally:
+        import os
+
+        nbtune.set_runs_folder(os.environ["NBTUNE_RUNS_DIR"])
+
+
+def test_bytes_and_datasets_cells_decode(vision):
+    from nbtune.core.data.modalities.image import decode
+
+    buffer = io.BytesIO()
+    Image.fromarray(digit_images(1)[0][0]).save(buffer, format="PNG")
+    for value in (buffer.getvalue(), {"bytes": buffer.getvalue(), "path": None},
+                  torch.zeros(3, SIDE, SIDE), np.zeros((SIDE, SIDE, 3), dtype=np.float32)):
+        assert decode(value).size == (SIDE, SIDE)
