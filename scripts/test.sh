@@ -12,4 +12,9 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${NBTUNE_CHROMIUM:-}" ]; then
     echo "nbtune: no chromium and no root apt-get here; the browser tests will be skipped" >&2
   fi
 fi
-exec "$PY" -m pytest "$@"
+source "$(dirname "$0")/_vision_env.sh"
+status=0
+"$PY" -m pytest "$@" || status=$?
+# the torchvision/timm tests, in their own environment (see _vision_env.sh); in the main one they skip
+"$VPY" -m pytest -p no:cacheprovider "$@" tests/test_vision_libraries.py || status=$?
+exit $status

@@ -90,7 +90,7 @@ class VectorModality(Modality):
 
     def encode(self, session, value: np.ndarray, train: bool, rng) -> dict[str, Any]:
         ENCODED.append((len(value), train))
-        if train:
+        if rng is not None:
             value = value + rng.normal(0.0, self.noise, size=value.shape).astype(np.float32)
         return {"vector": torch.as_tensor(value)}
 

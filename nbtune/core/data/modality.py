@@ -53,7 +53,8 @@ class Modality:
 
     def encode(self, session, value: Any, train: bool, rng) -> dict[str, Any]:
         """Model inputs for one read value. ``train`` is False for evaluation and prediction (no random transform);
-        ``rng`` is a ``numpy.random.Generator`` seeded for this example and epoch (None when ``train`` is False)."""
+        ``rng`` is a ``numpy.random.Generator`` seeded for this example and epoch; None (evaluation, or a run with
+        ``augment=False``) means no random transform."""
         return {"inputs": torch.as_tensor(value)}
 
     def collate(self, session, rows: list[dict[str, Any]]) -> dict[str, Any]:

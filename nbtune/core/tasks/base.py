@@ -107,9 +107,11 @@ class TaskHandler:
         example's other fields (its ``labels``), added to the encoded inputs as they are."""
         modality = self.inputs()
         extra = extra or [{} for _ in values]
+        augment = cfg.augment
 
         def encode(row: dict[str, Any], train: bool, rng) -> dict[str, Any]:
-            return {**modality.encode(session, row["value"], train, rng), **row["extra"]}
+            # no generator: no random transform (augment=False, or the modality is deterministic)
+            return {**modality.encode(session, row["value"], train, rng if augment else None), **row["extra"]}
 
         rows = [{"value": v, "extra": e} for v, e in zip(values, extra)]
         return Features(rows, [modality.value_size(v) for v in values], label_names=label_names, meta=meta or {},

@@ -67,6 +67,9 @@ class TrainConfig:
     # not used); for data of very mixed lengths. See nbtune.core.data.batching.
     max_tokens_per_batch: int | None = None
     seed: int = 42
+    # random training transforms of modalities that have them (images: crop and flip), seeded per example and
+    # epoch; False trains on the evaluation encoding. Text has none.
+    augment: bool = True
     precision: str = "auto"
     eval_every: int | None = None  # optimizer steps between evaluations; None: at the end of each epoch
     eval_batch_size: int | None = None
@@ -93,6 +96,7 @@ class TrainConfig:
                 raise TrainConfigError(message)
 
         check(self.epochs > 0, f"epochs must be > 0; got {self.epochs}.")
+        check(isinstance(self.augment, bool), f"augment is True or False; got {self.augment!r}.")
         check(self.max_steps is None or self.max_steps > 0, f"max_steps must be > 0; got {self.max_steps}.")
         check(self.lr is None or self.lr > 0, f"lr must be > 0; got {self.lr}. Typical: 2e-5..5e-5 full fine-tuning, 1e-4..1e-3 LoRA.")
         check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be a positive integer; got {self.batch_size}.")
