@@ -189,3 +189,55 @@ def test_bytes_and_datasets_cells_decode(vision):
     for value in (buffer.getvalue(), {"bytes": buffer.getvalue(), "path": None},
                   torch.zeros(3, SIDE, SIDE), np.zeros((SIDE, SIDE, 3), dtype=np.float32)):
         assert decode(value).size == (SIDE, SIDE)
+
+
+def test_fine_tune_trains_the_head_alone_then_everything_at_discriminative_rates(vision, digits):
+    from nbtune.core.training.events import FitStarted
+
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    total = sum(p.numel() for p in s.model.parameters())
+    trainable_at_start = []
+
+    def record(event, control):
+        if isinstance(event, FitStarted):
+            trainable_at_start.append(sum(p.numel() for p in s.model.parameters() if p.requires_grad))
+
+    before = s.evaluate(str(digits / "val"))["accuracy"]
+    result = s.fine_tune(str(digits), epochs=2, freeze_epochs=1, lr=1e-2, lr_mult=10, batch_size=16, seed=1,
+                         log=False, save_run=False, callbacks=[record])
+    head = sum(p.numel() for p in s.model.classifier.parameters())
+    assert trainable_at_start == [head, total]  # phase 1: the head only; phase 2: everything
+    assert result.frozen.steps == 15 and result.unfrozen.steps == 30
+    assert result.unfrozen.config["head_lr"] == pytest.approx(5e-3)
+    assert result.unfrozen.config["lr"] == pytest.approx(5e-4)
+    assert result.metrics["accuracy"] > before + 0.2
+    assert "frozen body: 15 steps" in repr(result) and "unfrozen: 30 steps" in repr(result)
+
+
+def test_fine_tune_with_bad_settings_or_data_changes_nothing(vision, digits, tmp_path):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    s.freeze("resnet.embedder")
+    flags = {n: p.requires_grad for n, p in s.model.named_parameters()}
+    with pytest.raises(nbtune.TrainConfigError, match="fine_tune sets head_lr itself"):
+        s.fine_tune(str(digits), lr_mult=10, **{"head_lr": 1e-3})
+    with pytest.raises(nbtune.TrainConfigError, match="lr_mult"):
+        s.fine_tune(str(digits), lr_mult=0.5)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(nbtune.DataError, match="holds no images"):
+        s.fine_tune(str(empty), log=False, save_run=False)
+    assert flags == {n: p.requires_grad for n, p in s.model.named_parameters()}
+    assert s.freeze_log == [("freeze", ("resnet.embedder",))]
+    s.add_lora(r=2, targets=["convolution"])  # LoRA on a CNN's convolutions
+    with pytest.raises(nbtune.AdapterError, match="has an adapter"):
+        s.fine_tune(str(digits))
+
+
+def test_a_saved_classifier_loaded_for_other_classes_gets_a_fresh_head(vision, tmp_path):
+    s = nbtune.load(vision["resnet"], labels=["0", "1", "2"])
+    s.save(tmp_path / "three")
+    same = nbtune.load(tmp_path / "three", labels=["0", "1", "2"])
+    assert torch.equal(same.model.classifier[-1].weight, s.model.classifier[-1].weight)  # same labels: kept
+    other = nbtune.load(tmp_path / "three", labels=["5", "6", "7", "8"])
+    assert other.model.config.num_labels == 4 and other.model.config.id2label[0] == "5"
+    assert any("fresh head" in n for n in other.notes)

@@ -226,3 +226,14 @@ def embedding_module_names(model: nn.Module) -> list[str]:
             if not any(name.startswith(o + ".") for o in out):
                 out.append(name)
     return out
+
+
+def embeddings_of(model: nn.Module, side: str = "input") -> nn.Module | None:
+    """The model's input (or ``side="output"``) embedding layer as transformers exposes it, or None: a vision or
+    audio model has none, and transformers raises NotImplementedError for those instead of returning None."""
+    get = getattr(model, f"get_{side}_embeddings", None)
+    try:
+        found = get() if callable(get) else None
+    except (AttributeError, NotImplementedError):
+        return None
+    return found if isinstance(found, nn.Module) else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nbtune.core.model.architecture import block_lists, embedding_module_names, hidden_size
+from nbtune.core.model.architecture import block_lists, embedding_module_names, embeddings_of, hidden_size
 from nbtune.core.model.params import ParamIndex, param_bytes
 from nbtune.core.model.precision import compute_dtype as dtype_for
 from nbtune.core.model.precision import resolve_precision
@@ -210,9 +210,4 @@ def _would_quantize(model: nn.Module, index: ParamIndex) -> set[str]:
 def _is_lm(model: nn.Module) -> bool:
     """Whether the model ends in a vocabulary-wide output layer (its logits dominate activation memory): what
     transformers exposes as its output embeddings, read from the model rather than guessed from its class name."""
-    get = getattr(model, "get_output_embeddings", None)
-    try:
-        head = get() if callable(get) else None
-    except (AttributeError, NotImplementedError):
-        return False
-    return isinstance(head, nn.Module)
+    return embeddings_of(model, "output") is not None

@@ -21,6 +21,7 @@ from nbtune.core.common.plugins import import_plugins
 from nbtune.core.common.quiet import quietly
 from nbtune.core.common.seeding import DEFAULT_SEED, derived_seed, seeded
 from nbtune.core.data.processor import text_view
+from nbtune.core.model.architecture import unwrap
 from nbtune.core.model.quantize import (
     check_quantize,
     default_dtype,
@@ -36,6 +37,7 @@ from nbtune.core.session import persist
 from nbtune.core.session.session import Session
 from nbtune.core.tasks import (
     auto_class,
+    check_labels,
     get_task,
     label_settings,
     resolve_task,
@@ -309,11 +311,26 @@ def _load(source, task, num_labels, *, labels, gguf_file, weights, processor, tr
                                   **model_kwargs)
             if task is not None and task_and_objective(task)[0] != session.task:  # a saved chat model, next DPO
                 session.switch_task(task, num_labels, labels)
+            elif labels is not None or num_labels is not None:
+                _relabel(session, num_labels, labels)
             return session
     return _load_model(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
                        processor=processor, trust_remote_code=trust_remote_code, dtype=dtype, quantize=quantize,
                        gradient_checkpointing=gradient_checkpointing, revision=revision,
                        seed=DEFAULT_SEED if seed is None else seed, allow_pickle=allow_pickle, **model_kwargs)
+
+
+def _relabel(session, num_labels, labels) -> None:
+    """A saved classifier loaded for other classes (a model pretrained on some, fine-tuned on others): a fresh head
+    of the new width and names; the same labels change nothing."""
+    num_labels, labels = check_labels(num_labels, labels, ModelLoadError)
+    config = getattr(unwrap(session.model)[0], "config", None)
+    current = [config.id2label[i] for i in range(config.num_labels)] if config is not None else None
+    if labels is not None and labels == current or labels is None and config is not None and \
+            num_labels == config.num_labels:
+        return
+    session.reset_head(num_labels=num_labels, labels=labels)
+    session.notes.append(f"a fresh head for {labels or num_labels} (the saved one had {current}); train it before use")
 
 
 def _load_saved(folder, meta: dict[str, Any], dtype, quantize=None, seed: int | None = None, processor=None,

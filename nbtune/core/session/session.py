@@ -33,6 +33,7 @@ from nbtune.core.session import persist
 from nbtune.core.session.export import export_session
 from nbtune.core.session.gguf_export import export_gguf
 from nbtune.core.session.preview import preview_data
+from nbtune.core.session.schedule import FineTuneResult, fine_tune
 from nbtune.core.tasks import auto_class, get_task, label_settings, resolve_task
 from nbtune.core.tasks.generation import before_after, generate
 from nbtune.core.tasks.handlers import handler_for
@@ -447,6 +448,14 @@ class Session:
             self.switch_task(task)
         elif objective is not None:
             self.objective = objective
+
+    def fine_tune(self, data: Any, eval: Any = None, *, epochs: int = 1, freeze_epochs: int = 1,
+                  lr: float | str = 2e-3, lr_mult: float = 100, **settings: Any) -> FineTuneResult:
+        """fastai's schedule: the head alone for ``freeze_epochs`` at ``lr`` with the body frozen, then everything
+        for ``epochs``, the head at ``lr / 2`` and the body at ``lr / 2 / lr_mult``. ``lr="find"`` runs
+        ``lr_find`` before each phase. Other settings are ``train``'s. Returns both phases' runs."""
+        return fine_tune(self, data, eval, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, lr_mult=lr_mult,
+                         **settings)
 
     def lr_find(self, data: Any, **settings: Any):
         """Learning-rate range test for the current trainable set: a short run with an exponentially growing rate,

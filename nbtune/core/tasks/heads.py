@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nbtune.core.common.errors import HeadError
-from nbtune.core.model.architecture import is_linear_like, task_head_names
+from nbtune.core.model.architecture import embeddings_of, is_linear_like, task_head_names
 from nbtune.core.tasks import check_labels, is_labelled, label_config
 
 
@@ -56,7 +56,7 @@ def reset_head(model: nn.Module, task: str | None, num_labels: int | None = None
     if not linears:
         raise HeadError(f"Found no Linear layer in the head ({heads or 'none found'}) of {type(model).__name__}.")
     last_name, last = linears[-1]
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    emb = embeddings_of(model)
     if emb is not None and getattr(emb, "weight", None) is last.weight:
         raise HeadError(
             f"{last_name} is tied to the input embeddings; re-initialising it would erase them. "

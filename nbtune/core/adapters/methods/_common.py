@@ -8,7 +8,7 @@ from torch import nn
 
 from nbtune.core.adapters.registry import Field
 from nbtune.core.common.errors import AdapterError
-from nbtune.core.model.architecture import head_module_names, unwrap
+from nbtune.core.model.architecture import embeddings_of, head_module_names, unwrap
 from nbtune.core.tasks import all_tasks, get_task
 
 TARGETS = Field("targets", "targets", "qkv", "'qkv', 'all-linear', short names ['query', 'value'] or selectors")
@@ -48,13 +48,7 @@ def task_type(task: str | None, method: str, soft_prompt: bool = False) -> str |
 
 def require_embeddings(model: nn.Module, method: str) -> nn.Module:
     inner, _ = unwrap(model)
-    get = getattr(inner, "get_input_embeddings", None)
-    emb = None
-    if callable(get):
-        try:
-            emb = get()
-        except NotImplementedError:
-            emb = None
+    emb = embeddings_of(inner)
     if not isinstance(emb, nn.Embedding):
         raise AdapterError(
             f"{method} prepends trainable vectors to the input embeddings, and {type(inner).__name__} has no "
