@@ -5,6 +5,7 @@ save/reload, exact resume, recipes, and unreadable files reported instead of cra
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import zipfile
 
 import numpy as np
@@ -241,3 +242,34 @@ def test_a_saved_classifier_loaded_for_other_classes_gets_a_fresh_head(vision, t
     other = nbtune.load(tmp_path / "three", labels=["5", "6", "7", "8"])
     assert other.model.config.num_labels == 4 and other.model.config.id2label[0] == "5"
     assert any("fresh head" in n for n in other.notes)
+
+
+def test_confusion_matrix_and_top_losses_show_what_the_model_gets_wrong(vision, digits):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    s.train(str(digits / "train"), epochs=2, batch_size=16, lr=3e-3, seed=1, log=False, save_run=False)
+    val = str(digits / "val")
+    c = s.confusion(val)
+    assert len(c.matrix) == 10 and sum(map(sum, c.matrix)) == 120
+    assert c.accuracy == pytest.approx(s.evaluate(val)["accuracy"])
+    assert sum(c.matrix[i][i] for i in range(10)) == round(c.accuracy * 120)
+    worst = c.most_confused(3)
+    assert worst and all(t != p and n > 0 for t, p, n in worst) and worst == sorted(worst, key=lambda w: -w[2])
+    assert "most confused" in repr(c) and "rgba(" in c._repr_html_()
+
+    top = s.top_losses(val, k=6)
+    assert len(top.items) == 6 and [i.loss for i in top.items] == sorted((i.loss for i in top.items), reverse=True)
+    first = top.items[0]
+    assert first.input.endswith(".png") and first.true == Path(first.input).parent.name  # the true label is the folder
+    assert top._repr_html_().count("<img") == 6 and "predicted" in repr(top)
+
+
+def test_top_losses_for_text_show_the_texts(tiny_dirs):
+    from training_helpers import toy_rows
+
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    data = toy_rows(24)
+    top = s.top_losses(data, k=3)
+    assert len(top.items) == 3 and all(isinstance(i.input, str) for i in top.items)
+    assert all(i.input == data[i.index]["sentence"] for i in top.items)
+    with pytest.raises(nbtune.TaskError, match="for classification"):
+        nbtune.load(tiny_dirs["gpt2"], task="causal-lm").confusion(["a text"])

@@ -30,6 +30,7 @@ from nbtune.core.model.source import ModelSource
 from nbtune.core.model.summary import Summary
 from nbtune.core.objectives import get_objective, objective_for, resolve_objective, task_and_objective
 from nbtune.core.session import persist
+from nbtune.core.session.diagnose import Confusion, TopLosses, confusion, top_losses
 from nbtune.core.session.export import export_session
 from nbtune.core.session.gguf_export import export_gguf
 from nbtune.core.session.preview import preview_data
@@ -456,6 +457,16 @@ class Session:
         ``lr_find`` before each phase. Other settings are ``train``'s. Returns both phases' runs."""
         return fine_tune(self, data, eval, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, lr_mult=lr_mult,
                          **settings)
+
+    def confusion(self, data: Any, batch_size: int = 64, columns: dict[str, str] | None = None) -> Confusion:
+        """The confusion matrix on labelled ``data`` (a heat map in a notebook) and its most confused pairs."""
+        return confusion(self, data, batch_size=batch_size, columns=columns)
+
+    def top_losses(self, data: Any, k: int = 9, batch_size: int = 64,
+                   columns: dict[str, str] | None = None) -> TopLosses:
+        """The ``k`` examples of labelled ``data`` the model is most wrong about (highest loss first), with true
+        and predicted labels and probabilities; a gallery of thumbnails for images."""
+        return top_losses(self, data, k=k, batch_size=batch_size, columns=columns)
 
     def lr_find(self, data: Any, **settings: Any):
         """Learning-rate range test for the current trainable set: a short run with an exponentially growing rate,
