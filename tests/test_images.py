@@ -5,8 +5,8 @@ save/reload, exact resume, recipes, and unreadable files reported instead of cra
 from __future__ import annotations
 
 import io
-from pathlib import Path
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
