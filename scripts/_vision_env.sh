@@ -5,15 +5,10 @@
 # the rest of the suite keeps the pinned CPU wheel.
 VISION_VENV="$ROOT/.venv-vision"
 VPY="$VISION_VENV/bin/python"
-VSTAMP="$VISION_VENV/.nbtune-stamp"
-if [ ! -x "$VPY" ]; then
-  echo "nbtune: creating $VISION_VENV (torchvision and timm tests)" >&2
-  python3 -m venv "$VISION_VENV"
-fi
-if [ "$(cat "$VSTAMP" 2>/dev/null || true)" != "$WANT" ]; then
+if needs_install "$VISION_VENV"; then
   echo "nbtune: installing torch, torchvision and timm into $VISION_VENV" >&2
   "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
   grep -v -E '^torch==' requirements/constraints.txt > "$VISION_VENV/constraints.txt"
   "$VPY" -m pip install -q -c "$VISION_VENV/constraints.txt" -e . "timm>=1.0" pytest scikit-learn datasets ipython
-  echo "$WANT" > "$VSTAMP"
+  echo "$WANT" > "$VISION_VENV/.nbtune-stamp"
 fi

@@ -23,6 +23,7 @@ from nbtune.core.common.errors import DataError
 from nbtune.core.common.plugins import Registry
 
 _MODALITIES = Registry("modality", "nbtune.core.data.modalities", set())
+_INSTANCES: dict[type, "Modality"] = {}
 
 
 class Modality:
@@ -120,9 +121,12 @@ def modality_names() -> list[str]:
 
 
 def get_modality(name: str) -> Modality:
-    """The modality registered as ``name`` (an instance: modalities keep no state)."""
-    for cls in _MODALITIES.all():
-        if cls.name == name:
-            return cls()
+    """The modality registered as ``name``: one instance per class (modalities keep no state), so the training
+    loop's per-batch questions (batch size, tokens) build nothing."""
+    cls = _MODALITIES.items.get(name) or next((c for c in _MODALITIES.all() if c.name == name), None)
+    if cls is not None:
+        if cls not in _INSTANCES:
+            _INSTANCES[cls] = cls()
+        return _INSTANCES[cls]
     raise DataError(f"Unknown modality {name!r}; registered: {', '.join(modality_names())}. A task names its "
                     "modality in its `modality` attribute; register a new one with @register_modality.")

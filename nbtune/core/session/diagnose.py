@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nbtune.core.common.errors import TaskError
-from nbtune.core.data.batching import to_device
+from nbtune.core.data.batching import make_loader, to_device
 from nbtune.core.data.modalities.image import decode
 from nbtune.core.tasks.handlers import handler_for
 from nbtune.core.training.config import TrainConfig
@@ -79,15 +79,16 @@ def _pass(session, data, batch_size: int, columns: dict[str, str] | None):
                         f"{session.task}. Use s.evaluate(data) for its metrics.")
     session.require_weights("diagnose")
     cfg = TrainConfig(columns=dict(columns or {}))
-    features = prepare_data(session, handler, data, cfg, None, "evaluation").for_evaluation()
-    collate = handler.eval_collator(session, cfg)
+    features = prepare_data(session, handler, data, cfg, None, "evaluation")
+    # input order (not length-grouped): logits line up with the inputs they came from
+    loader = make_loader(features, handler.eval_collator(session, cfg), batch_size, cfg.seed, shuffle=False,
+                         group_by_length=False)
     device = next(session.model.parameters()).device
     session.eval_mode()
     logits, labels = [], []
     with torch.inference_mode():
-        for start in range(0, len(features), batch_size):
-            batch = to_device(collate([features[i] for i in range(start, min(start + batch_size, len(features)))]),
-                              device)
+        for batch in loader:
+            batch = to_device(batch, device)
             if "labels" not in batch:
                 raise TaskError("The data has no labels: the confusion matrix compares them with the predictions.")
             labels.append(batch["labels"].cpu())

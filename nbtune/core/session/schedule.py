@@ -88,9 +88,7 @@ def fine_tune(session, data: Any, eval: Any = None, *, epochs: int = 1, freeze_e
         session.freeze("all")
         session.unfreeze("head")
         try:
-            base = session.lr_find(data).suggestion if lr == "find" else lr
-            if base is None:
-                raise TrainConfigError("lr='find' found no rate where the loss fell; give lr= a number.")
+            base = _found_rate(session, data) if lr == "find" else lr
             rates["frozen body"] = {"head": base}
             frozen = session.train(data, eval, epochs=freeze_epochs, lr=base, **settings)
         except Exception:
@@ -101,14 +99,20 @@ def fine_tune(session, data: Any, eval: Any = None, *, epochs: int = 1, freeze_e
             return FineTuneResult(frozen, None, rates)
     session.unfreeze("all")
     if lr == "find":
-        head = session.lr_find(data).suggestion
-        if head is None:
-            raise TrainConfigError("lr='find' found no rate where the loss fell; give lr= a number.")
+        head = _found_rate(session, data)
     else:
         head = base / 2 if freeze_epochs else base
     rates["unfrozen"] = {"head": head, "body": head / lr_mult}
     unfrozen = session.train(data, eval, epochs=epochs, lr=head / lr_mult, head_lr=head, **settings)
     return FineTuneResult(frozen, unfrozen, rates)
+
+
+def _found_rate(session, data) -> float:
+    """``lr_find``'s suggestion for the current trainable set, or an error when it has none."""
+    rate = session.lr_find(data).suggestion
+    if rate is None:
+        raise TrainConfigError("lr='find' found no rate where the loss fell; give lr= a number.")
+    return rate
 
 
 def _restore(session, flags: dict[str, bool], log: list) -> None:

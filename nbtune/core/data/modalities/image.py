@@ -46,17 +46,28 @@ def is_image_value(value: Any) -> bool:
     return hasattr(value, "convert") and hasattr(value, "size")  # a PIL image
 
 
+def _encoded(value: Any) -> Any:
+    """A ``datasets`` Image cell's bytes or path; any other value as it is."""
+    return (value.get("bytes") or value.get("path")) if isinstance(value, dict) else value
+
+
+def _open(value: Any):
+    """A PIL image opened lazily from a path or encoded bytes (a context manager), or None for other values."""
+    Image = _pil()
+    if isinstance(value, (str, os.PathLike)):
+        return Image.open(value)
+    if isinstance(value, (bytes, bytearray)):
+        return Image.open(io.BytesIO(value))
+    return None
+
+
 def decode(value: Any):
     """``value`` as an RGB PIL image (a datasets cell ``{"bytes", "path"}``, a path, bytes, an HxW[xC] array or a
     CxHxW tensor); raises OSError/ValueError when it is not a readable image."""
-    Image = _pil()
-    if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
-    if isinstance(value, (str, os.PathLike)):
-        with Image.open(value) as image:
-            return image.convert("RGB")
-    if isinstance(value, (bytes, bytearray)):
-        with Image.open(io.BytesIO(value)) as image:
+    value = _encoded(value)
+    opened = _open(value)
+    if opened is not None:
+        with opened as image:
             return image.convert("RGB")
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -67,7 +78,7 @@ def decode(value: Any):
             value = np.clip(value * (255.0 if value.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         if value.ndim == 3 and value.shape[-1] == 1:
             value = value[..., 0]
-        return Image.fromarray(value).convert("RGB")
+        return _pil().fromarray(value).convert("RGB")
     if hasattr(value, "convert"):
         return value.convert("RGB")
     raise ValueError(f"not an image: {type(value).__name__}")
@@ -75,15 +86,10 @@ def decode(value: Any):
 
 def _check(value: Any) -> str | None:
     """Why ``value`` cannot be read as an image, or None (files are opened and verified, not decoded)."""
-    Image = _pil()
     try:
-        if isinstance(value, dict):
-            value = value.get("bytes") or value.get("path")
-        if isinstance(value, (str, os.PathLike)):
-            with Image.open(value) as image:
-                image.verify()
-        elif isinstance(value, (bytes, bytearray)):
-            with Image.open(io.BytesIO(value)) as image:
+        opened = _open(_encoded(value))
+        if opened is not None:
+            with opened as image:
                 image.verify()
         elif not is_image_value(value):
             return f"not an image ({type(value).__name__})"
@@ -146,12 +152,8 @@ class ImageModality(Modality):
         if isinstance(data, (list, tuple)) and data and all(
                 isinstance(x, tuple) and len(x) == 2 and is_image_value(x[0]) for x in data):
             return pd.DataFrame({"image": [x[0] for x in data], "label": [x[1] for x in data]})
-        if not isinstance(data, (str, os.PathLike)):
-            return None
-        root = Path(data).expanduser()
-        if root.is_file() and root.suffix.lower() == ".zip":
-            root = _unzipped(root)
-        if not root.is_dir():
+        root = _folder(data)
+        if root is None:
             return None
         train, evaluation = _splits(root)
         if split == "eval":
@@ -159,13 +161,8 @@ class ImageModality(Modality):
         return image_folder(train or root)
 
     def eval_split(self, data: Any) -> str | None:
-        if isinstance(data, (str, os.PathLike)):
-            root = Path(data).expanduser()
-            if root.is_file() and root.suffix.lower() == ".zip":
-                root = _unzipped(root)
-            if root.is_dir() and all(_splits(root)):
-                return "eval"
-        return None
+        root = _folder(data)
+        return "eval" if root is not None and all(_splits(root)) else None
 
     # -- encoding ----------------------------------------------------------------------------------------------
     def encode(self, session, value: Any, train: bool, rng) -> dict[str, Any]:
@@ -231,8 +228,7 @@ class ImageModality(Modality):
 
 
 def _store_one(value: Any, folder: Path) -> str:
-    if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
+    value = _encoded(value)
     if isinstance(value, (str, os.PathLike)):
         data, suffix = Path(value).read_bytes(), Path(value).suffix.lower()
     elif isinstance(value, (bytes, bytearray)):
@@ -245,6 +241,16 @@ def _store_one(value: Any, folder: Path) -> str:
     if not (folder / name).exists():
         (folder / name).write_bytes(data)
     return name
+
+
+def _folder(data: Any) -> Path | None:
+    """The folder ``data`` names (a zip of one extracted), or None when it is no folder."""
+    if not isinstance(data, (str, os.PathLike)):
+        return None
+    root = Path(data).expanduser()
+    if root.is_file() and root.suffix.lower() == ".zip":
+        root = _unzipped(root)
+    return root if root.is_dir() else None
 
 
 def _unzipped(path: Path) -> Path:
