@@ -57,3 +57,27 @@ def losses_html(t) -> str:
                      f'{body}<figcaption style="font-size:80%">row {item.index}: {esc(_caption(item))}'
                      f'</figcaption></figure>')
     return f'<div class="nbtune-top-losses"><div>Top losses (highest first)</div>{"".join(cards)}</div>'
+
+
+def image_preview_text(p) -> str:
+    lines = [f"{p.count} training images; augmentation: {p.augmentation}"]
+    lines += [f"  image {i.index}: label {i.label}, {len(i.views) - 1} augmented views" for i in p.images]
+    if p.unreadable:
+        lines.append(f"left out {len(p.unreadable)} unreadable image(s): {'; '.join(p.unreadable[:3])}")
+    return "\n".join(lines)
+
+
+def image_preview_html(p) -> str:
+    heads = ["evaluation"] + [f"epoch {e}" for e in range(len(p.images[0].views) - 1)] if p.images else []
+    head = "".join(f'<th style="font-weight:normal;font-size:80%;padding:2px">{h}</th>' for h in ["label"] + heads)
+    rows = []
+    for image in p.images:
+        cells = "".join(f'<td style="padding:2px"><img src="data:image/png;base64,{v}" alt="image {image.index}, '
+                        f'{h}" style="width:96px;height:96px;object-fit:contain;image-rendering:pixelated"></td>'
+                        for v, h in zip(image.views, heads))
+        rows.append(f'<tr><th style="text-align:left;padding:2px 6px">{esc(str(image.label))}</th>{cells}</tr>')
+    left_out = (f"<div>Left out {len(p.unreadable)} unreadable image(s): {esc('; '.join(p.unreadable[:3]))}</div>"
+                if p.unreadable else "")
+    return (f'<div class="nbtune-image-preview"><div>{p.count} training images; augmentation: '
+            f'{esc(p.augmentation)}</div><table style="border-collapse:collapse"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>{left_out}</div>')

@@ -55,7 +55,8 @@ class Modality:
     def encode(self, session, value: Any, train: bool, rng) -> dict[str, Any]:
         """Model inputs for one read value. ``train`` is False for evaluation and prediction (no random transform);
         ``rng`` is a ``numpy.random.Generator`` seeded for this example and epoch; None (evaluation, or a run with
-        ``augment=False``) means no random transform."""
+        ``augment=False``) means no random transform. A modality with random transforms also takes
+        ``transform=``: the user's own (``augment=`` a callable), used in its place."""
         return {"inputs": torch.as_tensor(value)}
 
     def collate(self, session, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,6 +86,21 @@ class Modality:
         """Sequence positions a transformer sees for one example of ``size`` (text: its tokens; an image: its
         patches), for the activation-memory estimate."""
         return size
+
+    def preview(self, session, features_of, n: int, cfg) -> Any:
+        """What ``s.preview(data)`` shows for this modality (``features_of()`` prepares the training features), or
+        None for the common preview (chat data's trained tokens)."""
+        return None
+
+    def example_size(self, session, seq_len: int) -> int:
+        """The size of one example that ``s.summary`` estimates memory for when none is given (text: ``seq_len``
+        tokens; an image: the processor's side)."""
+        return seq_len
+
+    def measure_batch(self, session, size: int | None) -> tuple[dict[str, Any], str] | None:
+        """(a one-example batch of ``size`` (None: the processor's) that a training forward can run, what it is in
+        words) for measuring activation memory where no config gives the model's sizes; None: estimated instead."""
+        return None
 
     def probe_batch(self, model: torch.nn.Module) -> dict[str, Any] | None:
         """A tiny batch the model accepts, run once after an adapter is attached to check the adapted model still

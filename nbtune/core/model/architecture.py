@@ -8,6 +8,7 @@ better answers because they tell us their base model.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from torch import nn
@@ -117,6 +118,11 @@ def task_head_names(model: nn.Module) -> list[str]:
         if names:
             return names
     names = [n for n, _ in children if n in HEAD_NAMES]
+    if not names and isinstance(base, nn.Module) and base is not model and [m for _, m in children] == [base]:
+        # the base model is the whole network, head included (transformers' wrapper of a timm model): the head is
+        # the base's child with a head name (timm's fc, head or classifier)
+        prefix = next(n for n, m in children if m is base)
+        return [f"{prefix}.{n}" for n, m in base.named_children() if n in HEAD_NAMES and has_params(m)]
     if names or not isinstance(model, nn.Sequential) or not children:
         return names
     # An nn.Sequential runs its children in order, so its last child is the output layer by construction (for
@@ -182,6 +188,31 @@ def block_lists(model: nn.Module) -> list[BlockList]:
         if len(types) == 1 and all(has_params(k) for k in kids):
             found.append(BlockList(name, type(kids[0]).__name__, len(kids)))
     return found
+
+
+def repeated_units(model: nn.Module) -> list[list[str]]:
+    """For ``top:N``: each stack of the model as its units in order. A CNN's stages are units (plain containers
+    numbered alike, as torchvision's and timm's ResNet ``layer1``..``layer4`` or an EfficientNet's ``blocks.0``..):
+    ``top:1`` is the last stage, as a CNN's "top layers" are meant, however many blocks each holds. Otherwise a block
+    list's blocks are the units (a transformer's layers); encoder and decoder stacks stay apart."""
+    stacks: list[list[str]] = []
+    covered: list[str] = []
+    for name, module in model.named_modules():
+        if is_under(name, covered):
+            continue
+        groups: dict[str, list[str]] = {}
+        for child_name, child in module.named_children():
+            numbered = re.fullmatch(r"(\D*)\d+", child_name)
+            if numbered and type(child) in (nn.Sequential, nn.ModuleList) and has_params(child):
+                groups.setdefault(numbered[1], []).append(f"{name}.{child_name}" if name else child_name)
+        for units in groups.values():
+            if len(units) >= 2:
+                stacks.append(units)
+                covered += units
+    for bl in block_lists(model):
+        if not is_under(bl.name, covered) and not any(c.startswith(bl.name + ".") for c in covered):
+            stacks.append([bl.block(i) for i in range(bl.count)])
+    return stacks
 
 
 def modules_after(model: nn.Module, name: str) -> list[str]:

@@ -24,7 +24,6 @@ from torch import nn
 from nbtune.core.common.errors import SelectorError, close_matches
 from nbtune.core.model.architecture import (
     HEAD_NAMES,
-    block_lists,
     embedding_module_names,
     head_module_names,
     is_adapter_param,
@@ -32,6 +31,7 @@ from nbtune.core.model.architecture import (
     modules_after,
     modules_with_params,
     qkv_module_names,
+    repeated_units,
 )
 from nbtune.core.model.params import ParamIndex, param_numel
 from nbtune.core.model.quantize import is_quantized_param
@@ -187,16 +187,16 @@ class _Resolver:
         if not arg.isdigit() or int(arg) < 1:
             raise SelectorError(f"Preset {sel!r} needs a positive block count, e.g. 'top:2'.")
         n = int(arg)
-        lists = block_lists(self.model)
-        if not lists:
+        stacks = repeated_units(self.model)
+        if not stacks:
             raise SelectorError(
-                f"Preset {sel!r} needs repeated blocks (a ModuleList of layers) and "
+                f"Preset {sel!r} needs repeated blocks (a ModuleList of layers, or a CNN's stages) and "
                 f"{type(self.model).__name__} has none. Name the modules to unfreeze instead."
             )
         out = []
-        for bl in lists:
-            out += [bl.block(i) for i in range(max(0, bl.count - n), bl.count)]
-            out += modules_after(self.model, bl.name)
+        for units in stacks:
+            out += units[-n:]
+            out += modules_after(self.model, units[-1])
         return out + head_module_names(self.model)
 
     def _range(self, selector: str, m: re.Match) -> list[str]:

@@ -127,9 +127,29 @@ def _layers_needing_activations(model: nn.Module, index: ParamIndex, total_layer
     return needed
 
 
+def saved_activation_bytes(model: nn.Module, forward) -> int:
+    """Bytes autograd keeps for backward while ``forward()`` runs, measured, not modelled: every tensor saved for
+    backward (``torch.autograd.graph.saved_tensors_hooks``) counted once by storage, parameters left out. It follows
+    the freeze state by itself: below the lowest trainable parameter nothing is saved. For models whose sizes no
+    transformer config gives (CNNs, timm and torchvision models), at a small batch that is then scaled."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return sum(saved.values())
+
+
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                     compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
-                    gradient_checkpointing: bool | None = None, quantize: str | None = None) -> MemoryEstimate:
+                    gradient_checkpointing: bool | None = None, quantize: str | None = None,
+                    measured=None) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -139,7 +159,9 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     ``precision`` is the training setting (``"auto"`` resolves as training would on this machine); ``compute_dtype``
     overrides it. ``gradient_checkpointing`` and ``quantize`` (``"4bit"``/``"8bit"``) estimate the model as if it
     were so (None: as it is), for the fit advice: block Linear weights then count at their packed size and, being
-    frozen, without gradients (an adapter trains instead).
+    frozen, without gradients (an adapter trains instead). ``measured``: for models whose sizes no config gives,
+    a callable returning (activation bytes that ``saved_activation_bytes`` measured in float32, at that many
+    examples, what one example was) or None; they are scaled to ``batch_size`` and the compute dtype.
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
@@ -189,6 +211,11 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                         + ("gradient checkpointing" if checkpointed else "no gradient checkpointing"))
     elif dims:
         activations = 0
+    elif measured is not None and trains and (found := measured()) is not None:
+        saved, examples, what = found
+        activations = int(saved * batch_size / examples * act_bytes / 4) + grads // 2
+        assumptions = (f"AdamW, batch {batch_size} x {what}, {dtype_name} compute; activations measured (the tensors "
+                       f"one forward of {examples} keeps for backward, scaled to the batch)")
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
     return MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions)

@@ -7,8 +7,6 @@ thumbnails or texts) are built in ``nbtune.render.diagnose`` and stay in a saved
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +15,7 @@ import torch
 
 from nbtune.core.common.errors import TaskError
 from nbtune.core.data.batching import make_loader, to_device
-from nbtune.core.data.modalities.image import decode
+from nbtune.core.data.modalities.image import thumbnail
 from nbtune.core.tasks.handlers import handler_for
 from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.evaluation import prepare_data, table_of
@@ -132,14 +130,5 @@ def top_losses(session, data, k: int = 9, batch_size: int = 64, columns: dict[st
     order = np.argsort(-losses.numpy(), kind="stable")[:k]
     items = [TopLoss(int(rows[i]), inputs[i], names[int(labels[i])], names[int(probs[i].argmax())],
                      float(probs[i].max()), float(probs[i, labels[i]]), float(losses[i]),
-                     _thumbnail(inputs[i]) if handler.modality == "image" else None) for i in order]
+                     thumbnail(inputs[i]) if handler.modality == "image" else None) for i in order]
     return TopLosses(items, handler.modality)
-
-
-def _thumbnail(value: Any, side: int = 96) -> str:
-    """A small PNG of an image input, base64-encoded for an inline ``<img>``."""
-    image = decode(value)
-    image.thumbnail((side, side))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")

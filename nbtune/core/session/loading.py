@@ -35,6 +35,7 @@ from nbtune.core.model.source import ModelSource
 from nbtune.core.objectives import task_and_objective
 from nbtune.core.session import persist
 from nbtune.core.session.session import Session
+from nbtune.core.session.vision_models import TIMM_PREFIX, TORCHVISION_PREFIX, timm_hub_id, vision_model
 from nbtune.core.tasks import (
     auto_class,
     check_labels,
@@ -291,13 +292,15 @@ def _load(source, task, num_labels, *, labels, gguf_file, weights, processor, tr
           gradient_checkpointing, revision, adapter, seed, allow_pickle, **model_kwargs):
     """``load`` once its arguments are checked: onto a base with a saved adapter folder, a saved folder, or a model."""
     if adapter is not None:
-        session = load(source, task, num_labels, labels=labels, gguf_file=gguf_file, weights=weights,
-                       processor=processor, trust_remote_code=trust_remote_code, dtype=dtype, quantize=quantize,
-                       gradient_checkpointing=gradient_checkpointing, revision=revision, seed=seed,
-                       allow_pickle=allow_pickle, **model_kwargs)
         meta = persist.read_meta(adapter)
         if meta is None:
             raise ModelLoadError(f"{adapter} is not a folder written by Session.save (no {persist.META_FILE}).")
+        if labels is None and num_labels is None and meta.get("id2label"):
+            labels = list(meta["id2label"].values())  # the saved head's classes: its weights then fit
+        session = load(source, task or meta.get("task"), num_labels, labels=labels, gguf_file=gguf_file,
+                       weights=weights, processor=processor, trust_remote_code=trust_remote_code, dtype=dtype,
+                       quantize=quantize, gradient_checkpointing=gradient_checkpointing, revision=revision, seed=seed,
+                       allow_pickle=allow_pickle, **model_kwargs)
         persist.restore(session, adapter, meta)
         if processor is None and persist.saved_processor(adapter, meta):  # the saved one, unless one was given
             session.processor = _load_processor(str(adapter), None, None, trust_remote_code, revision, session.notes)
@@ -330,7 +333,12 @@ def _relabel(session, num_labels, labels) -> None:
             num_labels == config.num_labels:
         return
     session.reset_head(num_labels=num_labels, labels=labels)
-    session.notes.append(f"a fresh head for {labels or num_labels} (the saved one had {current}); train it before use")
+    session.notes.append(f"a fresh head for {_few(labels) if labels else num_labels} (it had "
+                         f"{_few(current) if current else 'other'} labels); train it before use")
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(map(str, names[:6])) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def _load_saved(folder, meta: dict[str, Any], dtype, quantize=None, seed: int | None = None, processor=None,
@@ -382,6 +390,13 @@ def _load_model(
     trust_remote_code=False, dtype=None, quantize=None, gradient_checkpointing=False, revision=None,
     seed=DEFAULT_SEED, allow_pickle=False, **model_kwargs,
 ):
+    if isinstance(source, str) and source.startswith(TIMM_PREFIX):
+        source = timm_hub_id(source)  # timm's weights are on the hub, in a folder transformers' timm wrapper loads
+    vision = vision_model(source, processor, weights) if isinstance(source, nn.Module) or (
+        isinstance(source, str) and source.startswith(TORCHVISION_PREFIX)) else None
+    if vision is not None:
+        source, processor, vision_notes = vision
+        task = task or "image-classification"
     if isinstance(source, nn.Module):
         config = getattr(source, "config", None)
         inferred = (task_for_architecture(config, type(source).__name__) if config is not None
@@ -397,8 +412,11 @@ def _load_model(
             notes.extend(describe_fit(None, load_device(), True))
         processor = _load_processor(processor, None, None, trust_remote_code, revision, notes)
         _ensure_pad_token(source, processor, notes)
-        return Session(source, processor, task=spec.name if spec else None, source=ModelSource("module"), notes=notes,
-                       seed=seed)
+        session = Session(source, processor, task=spec.name if spec else None, source=ModelSource("module"),
+                          notes=notes + (vision_notes if vision is not None else []), seed=seed)
+        if (labels is not None or num_labels is not None) and spec is not None and spec.labelled:
+            _relabel(session, num_labels, labels)  # the classes of the data, not the ones it was trained on
+        return session
 
     if not isinstance(source, (str, os.PathLike)):
         raise ModelLoadError(

@@ -221,7 +221,8 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
         "seed": session.seed,
         "plugins": session.plugin_modules(),  # imported again on reloading: they define the task, model class...
-        "has_config": config is not None,
+        # a transformers model that save_pretrained writes (not a torchvision model nbtune gave a config)
+        "has_config": config is not None and _is_pretrained(unwrap(session.model)[0]),
         # the processor's class when save_pretrained wrote it; a transform that is Python code is named, not saved
         "processor": type(session.processor).__name__ if can_save(session.processor) else None,
         "processor_not_saved": (type(session.processor).__name__

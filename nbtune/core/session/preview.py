@@ -95,6 +95,12 @@ def preview_data(session, data: Any, n: int = 3, **settings: Any) -> DataPreview
 
     cfg = TrainConfig.from_kwargs(**settings)
     handler = handler_for(session)
+    from nbtune.core.training.evaluation import prepare_data
+
+    # images: a grid of augmented training views
+    own = session.modality.preview(session, lambda: prepare_data(session, handler, data, cfg, None, "training"), n, cfg)
+    if own is not None:
+        return own
     encode_chats = getattr(handler, "encode_chats", None)
     if encode_chats is None:
         raise NbtuneError(f"preview() shows chat and prompt/response data for causal-lm sessions; this session's "

@@ -23,7 +23,7 @@ from nbtune.core.model import freeze as freeze_mod
 from nbtune.core.model.architecture import unwrap
 from nbtune.core.model.fit import fit_verdict
 from nbtune.core.model.inspect import LayerTree
-from nbtune.core.model.memory import estimate_memory
+from nbtune.core.model.memory import estimate_memory, saved_activation_bytes
 from nbtune.core.model.params import count_params
 from nbtune.core.model.quantize import gradient_checkpointing_on, set_gradient_checkpointing
 from nbtune.core.model.source import ModelSource
@@ -156,20 +156,41 @@ class Session:
         return freeze_mod.select(self.model, *selectors)
 
     def summary(self, batch_size: int = 8, seq_len: int = 128, precision: str = "auto",
-                device_memory: float | None = None) -> Summary:
+                device_memory: float | None = None, image_size: int | None = None) -> Summary:
         """Total and trainable parameters (overall and per top-level module), estimated training memory, and whether
         a step fits on the detected device (if not, the change that would make it fit).
 
         ``precision`` as in ``train``: ``"auto"`` estimates for what training would pick here (bf16 activations on
         an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU). ``device_memory`` (GiB) judges the fit for another
-        device, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4."""
+        device, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4. Images:
+        ``image_size`` (default: the processor's), activation memory measured for models no config describes."""
         counts = count_params(self.model)
-        positions = self.modality.positions(getattr(self.model, "config", None), seq_len)
-        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision)
+        size = image_size or self.modality.example_size(self, seq_len)
+        positions = self.modality.positions(getattr(self.model, "config", None), size)
+        memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
+                                 measured=lambda: self._measured_activations(image_size))
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,
                        processor=describe(self.processor))
+
+    def _measured_activations(self, size: int | None) -> tuple[int, int, str] | None:
+        """What one training forward of one example keeps for backward, for the modalities that measure it."""
+        if self.task is None or self.is_meta:
+            return None
+        batch = self.modality.measure_batch(self, size)
+        if batch is None:
+            return None
+        handler = handler_for(self)
+        was_training = self.model.training
+        self.train_mode()  # as training runs: dropout on, frozen BatchNorm in eval mode
+        try:
+            saved = saved_activation_bytes(self.model, lambda: handler.forward(self.model, batch[0]))
+        finally:
+            self.model.train(was_training)
+            if not was_training:
+                self.eval_mode()
+        return saved, 1, batch[1]
 
     # -- freezing ------------------------------------------------------------------------------
     def freeze(self, *selectors: str) -> freeze_mod.FreezeReport:
@@ -513,7 +534,9 @@ class Session:
     def preview(self, data: Any, n: int = 3, **settings: Any):
         """What training will see: the first ``n`` examples rendered by the chat template with the trained tokens
         highlighted and the masked ones dimmed, token-length statistics and how many examples ``max_length`` cuts.
-        ``settings`` as in ``train`` (``max_length``, ``loss_on``, ``chat_template``, ``columns``)."""
+        For images, a grid of the first ``n`` training images as evaluation sees them and in the augmented views
+        of the first epochs, with their labels. ``settings`` as in ``train`` (``max_length``, ``loss_on``,
+        ``chat_template``, ``columns``, ``augment``, ``seed``)."""
         return preview_data(self, data, n=n, **settings)
 
     def generate(self, prompts: Any, max_new_tokens: int = 64, chat: bool | None = None, **kwargs: Any) -> list[str]:

@@ -108,10 +108,12 @@ class TaskHandler:
         modality = self.inputs()
         extra = extra or [{} for _ in values]
         augment = cfg.augment
+        # the user's own random transform (augment=a pipeline) goes to the modality, which applies it seeded
+        own = {"transform": augment} if callable(augment) else {}
 
         def encode(row: dict[str, Any], train: bool, rng) -> dict[str, Any]:
             # no generator: no random transform (augment=False, or the modality is deterministic)
-            return {**modality.encode(session, row["value"], train, rng if augment else None), **row["extra"]}
+            return {**modality.encode(session, row["value"], train, rng if augment else None, **own), **row["extra"]}
 
         rows = [{"value": v, "extra": e} for v, e in zip(values, extra)]
         return Features(rows, [modality.value_size(v) for v in values], label_names=label_names, meta=meta or {},

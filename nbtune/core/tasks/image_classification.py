@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from nbtune.core.data.features import DataError, Features
+from nbtune.core.model.architecture import unwrap
 from nbtune.core.tasks.base import TaskHandler, in_length_order
 from nbtune.core.tasks.classification import LABEL, ClassificationTask
 from nbtune.core.tasks.registry import register_task
@@ -34,6 +35,19 @@ class ImageClassificationTask(ClassificationTask):
     @classmethod
     def problem_type(cls, num_labels: int) -> str:
         return "single_label_classification"
+
+    def forward(self, model, batch: dict[str, torch.Tensor]):
+        """transformers models (timm ones through transformers' wrapper) take ``pixel_values=`` and compute their
+        loss; a torchvision classifier takes the tensor and returns logits, and the loss is cross-entropy."""
+        from transformers import PreTrainedModel
+        from transformers.modeling_outputs import ImageClassifierOutput
+
+        if isinstance(unwrap(model)[0], PreTrainedModel):
+            return model(**batch)
+        logits = model(batch["pixel_values"])
+        logits = logits.logits if hasattr(logits, "logits") else logits  # e.g. GoogLeNet's outputs in training
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"]) if "labels" in batch else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
 
     @classmethod
     def for_session(cls, session) -> "ImageClassificationTask":
@@ -80,6 +94,7 @@ class ImageClassificationTask(ClassificationTask):
 
         def run(chunk: list) -> list[dict[str, Any]]:
             batch = modality.collate(session, [modality.encode(session, x, False, None) for x in chunk])
-            return self.predict_rows(session, session.model(pixel_values=batch["pixel_values"].to(device)).logits)
+            return self.predict_rows(session, self.forward(session.model,
+                                                           {"pixel_values": batch["pixel_values"].to(device)}).logits)
 
         return in_length_order(read, lambda x: 0, batch_size, run)

@@ -36,6 +36,9 @@ LOSS_ON = ("assistant", "last", "all")  # chat data: which tokens carry the loss
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
+CUSTOM_AUGMENT = "custom pipeline: "  # how to_dict records augment=a callable
+
+
 @dataclass
 class TrainConfig:
     """Settings of one ``Session.train`` call. Unknown names are rejected with the valid ones listed."""
@@ -68,8 +71,9 @@ class TrainConfig:
     max_tokens_per_batch: int | None = None
     seed: int = 42
     # random training transforms of modalities that have them (images: crop and flip), seeded per example and
-    # epoch; False trains on the evaluation encoding. Text has none.
-    augment: bool = True
+    # epoch; False trains on the evaluation encoding; a callable (a torchvision transforms.v2 pipeline) is used in
+    # place of the standard one. Text has none.
+    augment: Any = True
     precision: str = "auto"
     eval_every: int | None = None  # optimizer steps between evaluations; None: at the end of each epoch
     eval_batch_size: int | None = None
@@ -96,7 +100,12 @@ class TrainConfig:
                 raise TrainConfigError(message)
 
         check(self.epochs > 0, f"epochs must be > 0; got {self.epochs}.")
-        check(isinstance(self.augment, bool), f"augment is True or False; got {self.augment!r}.")
+        if isinstance(self.augment, str) and self.augment.startswith(CUSTOM_AUGMENT):
+            raise TrainConfigError(f"This run trained with its own augmentation pipeline ({self.augment[len(CUSTOM_AUGMENT):]}"
+                                   "), which is Python code a run folder does not hold; pass it again: augment=pipeline "
+                                   "(e.g. nbtune.resume(name, augment=pipeline)).")
+        check(isinstance(self.augment, bool) or callable(self.augment),
+              f"augment is True, False or a transform (a torchvision transforms.v2 pipeline); got {self.augment!r}.")
         check(self.max_steps is None or self.max_steps > 0, f"max_steps must be > 0; got {self.max_steps}.")
         check(self.lr is None or self.lr > 0, f"lr must be > 0; got {self.lr}. Typical: 2e-5..5e-5 full fine-tuning, 1e-4..1e-3 LoRA.")
         check(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be a positive integer; got {self.batch_size}.")
@@ -150,7 +159,12 @@ class TrainConfig:
         return cls(**{k: _coerce(k, v, types[k]) for k, v in kwargs.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as plain data (run folders and checkpoints write them as JSON): an augmentation pipeline
+        is recorded by its description, and asked for again when the run is resumed."""
+        out = asdict(self)
+        if callable(self.augment):
+            out["augment"] = CUSTOM_AUGMENT + " ".join(repr(self.augment).split())
+        return out
 
     # Settings that decide the data order and step count: a resumed run must use the same.
     ORDER_KEYS = ("batch_size", "grad_accum", "seed", "group_by_length", "max_tokens_per_batch", "epochs", "max_steps",

@@ -9,9 +9,11 @@ Images are never cached decoded: a few thousand of them would not fit.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,15 @@ def decode(value: Any):
     if hasattr(value, "convert"):
         return value.convert("RGB")
     raise ValueError(f"not an image: {type(value).__name__}")
+
+
+def thumbnail(value: Any, side: int = 96) -> str:
+    """A small PNG of an image input, base64-encoded for an inline ``<img>`` (galleries and previews)."""
+    image = decode(value)
+    image.thumbnail((side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _check(value: Any) -> str | None:
@@ -165,12 +176,19 @@ class ImageModality(Modality):
         return "eval" if root is not None and all(_splits(root)) else None
 
     # -- encoding ----------------------------------------------------------------------------------------------
-    def encode(self, session, value: Any, train: bool, rng) -> dict[str, Any]:
+    def encode(self, session, value: Any, train: bool, rng, transform=None) -> dict[str, Any]:
+        """``transform``: the user's random training transform (``augment=`` a torchvision ``transforms.v2``
+        pipeline), used in place of the standard crop and flip; the model's processor still normalises."""
+        return {"pixel_values": pixel_values(self.processor(session), self.view(session, value, train, rng,
+                                                                                  transform))}
+
+    def view(self, session, value: Any, train: bool, rng, transform=None):
+        """The PIL image the processor is given: ``value`` decoded and, in training with an ``rng``, augmented (what
+        ``s.preview`` shows)."""
         image = decode(value)
-        processor = self.processor(session)
         if train and rng is not None:
-            image = augment(image, processor, rng)
-        return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"][0]}
+            image = augment(image, self.processor(session), rng, transform)
+        return image
 
     def batch_size(self, batch: dict[str, Any]) -> int:
         return int(batch["pixel_values"].shape[0])
@@ -183,14 +201,47 @@ class ImageModality(Modality):
         return (size // patch) ** 2 + 1 if isinstance(patch, int) and patch > 0 else 1
 
     def probe_batch(self, model: torch.nn.Module) -> dict[str, Any] | None:
-        config = getattr(unwrap(model)[0], "config", None)
-        if config is None:
+        from transformers import PreTrainedModel
+
+        inner = unwrap(model)[0]
+        if not isinstance(inner, PreTrainedModel):  # a torchvision model takes a tensor, not pixel_values=
             return None
-        side = getattr(config, "image_size", 32)
+        config = inner.config
+        timm_input = (getattr(config, "pretrained_cfg", None) or {}).get("input_size")  # a timm model's (C, H, W)
+        side = timm_input[-1] if timm_input else getattr(config, "image_size", 32)
         side = side[0] if isinstance(side, (list, tuple)) else side
-        channels = getattr(config, "num_channels", 3)
+        channels = timm_input[0] if timm_input else getattr(config, "num_channels", 3)
         parameter = next(model.parameters())
         return {"pixel_values": torch.zeros(1, channels, side, side, device=parameter.device)}
+
+    def preview(self, session, features_of, n: int, cfg):
+        """The first ``n`` training images as the model will see them: each one as evaluation sees it, then its
+        augmented views in the first epochs (the same seeded crops and flips training draws)."""
+        from nbtune.core.data.image_preview import ImagePreview
+
+        return ImagePreview.of(session, self, features_of(), n, cfg)
+
+    def example_size(self, session, seq_len: int) -> int:
+        """The side of the images the processor makes (the memory estimate's default)."""
+        return max(self._side(session))
+
+    def _side(self, session) -> tuple[int, int]:
+        """(height, width) the processor makes; without one, the config's image size (224 if it has none)."""
+        from PIL import Image
+
+        try:
+            return target_size(self.processor(session), Image.new("RGB", (224, 224)))
+        except DataError:
+            side = getattr(getattr(session.model, "config", None), "image_size", None) or 224
+            side = side[0] if isinstance(side, (list, tuple)) else side
+            return int(side), int(side)
+
+    def measure_batch(self, session, size: int | None) -> tuple[dict[str, Any], str] | None:
+        height, width = (size, size) if size else self._side(session)
+        channels = 3
+        parameter = next(session.model.parameters())
+        return ({"pixel_values": torch.zeros(1, channels, height, width, device=parameter.device),
+                 "labels": torch.zeros(1, dtype=torch.long, device=parameter.device)}, f"{height}x{width} images")
 
     def is_single(self, value: Any) -> bool:
         return is_image_value(value) and not isinstance(value, dict)
@@ -269,23 +320,82 @@ def _has_images(folder: Path) -> bool:
     return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.iterdir() if f.is_file())
 
 
-def augment(image, processor, rng):
-    """torchvision's standard training augmentation (random resized crop to the processor's size, horizontal
-    flip), seeded from ``rng``; the image as it is where torchvision is not installed."""
-    try:
-        from torchvision.transforms import v2
-    except ImportError:
-        return image
-    size = _target_size(processor, image)
-    pipeline = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+def pixel_values(processor, image) -> torch.Tensor:
+    """One image's ``pixel_values`` (C x H x W): a transformers image processor is called as transformers does, a
+    torchvision or timm transform (what a torchvision classifier is loaded with) on the PIL image."""
+    if hasattr(processor, "preprocess"):  # transformers' image processors, slow and fast
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
+    out = processor(image)
+    if not isinstance(out, torch.Tensor) or out.ndim != 3:
+        raise DataError(f"The image transform returned {type(out).__name__}, not a C x H x W tensor: end it with "
+                        "v2.ToImage(), v2.ToDtype(torch.float32, scale=True) and v2.Normalize(mean, std).")
+    return out
+
+
+def augment(image, processor, rng, transform=None):
+    """A random training view of ``image``, seeded from ``rng``: ``transform`` (the user's pipeline) where given,
+    else torchvision's standard augmentation (random resized crop to the processor's size, horizontal flip); the
+    image as it is where torchvision is not installed."""
+    if transform is None:
+        try:
+            from torchvision.transforms import v2
+        except ImportError:
+            return image
+        transform = v2.Compose([v2.RandomResizedCrop(target_size(processor, image), antialias=True),
+                                v2.RandomHorizontalFlip()])
+    seed = int(rng.integers(2**31))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2**31)))
-        return pipeline(image)
+        torch.manual_seed(seed)
+        state = random.getstate()  # timm's and older torchvision transforms draw from Python's random module
+        random.seed(seed)
+        try:
+            out = transform(image)
+        finally:
+            random.setstate(state)
+    return out if hasattr(out, "convert") else _augmented_tensor(out)
 
 
-def _target_size(processor, image) -> tuple[int, int]:
-    size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
-    if "height" in size and "width" in size:
-        return int(size["height"]), int(size["width"])
-    side = size.get("shortest_edge") or min(image.size)
-    return int(side), int(side)
+def _augmented_tensor(out: Any):
+    """A pipeline's tensor output as a PIL image for the model's processor, which normalises (once)."""
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and float(out.min()) < 0:
+        raise DataError("The augment pipeline returned normalised pixels (values below 0); nbtune normalises with "
+                        "the model's own mean and std, so end the pipeline before v2.Normalize (and ToDtype).")
+    try:
+        return decode(out)
+    except (ValueError, TypeError):
+        raise DataError(f"The augment pipeline returned {type(out).__name__}; it should take a PIL image and return "
+                        "one (or an image tensor), e.g. v2.Compose([v2.RandomResizedCrop(224), "
+                        "v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2)]).") from None
+
+
+def target_size(processor, image) -> tuple[int, int]:
+    """(height, width) the model's processor produces: a transformers processor's crop size or size, a timm
+    processor's input size, a torchvision preset's crop size or the last crop or resize of a ``Compose``."""
+    config = getattr(processor, "data_config", None)  # timm's, through transformers' TimmWrapperImageProcessor
+    if isinstance(config, dict) and config.get("input_size"):
+        return int(config["input_size"][-2]), int(config["input_size"][-1])
+    for attribute in (("crop_size",) if getattr(processor, "do_center_crop", True) else ()) + ("size",):
+        pair = _size_pair(getattr(processor, attribute, None))
+        if pair:
+            return pair
+    for step in reversed(list(getattr(processor, "transforms", ()))):
+        pair = _size_pair(getattr(step, "size", None))
+        if pair:
+            return pair
+    return image.size[1], image.size[0]
+
+
+def _size_pair(size: Any) -> tuple[int, int] | None:
+    """(height, width) from the ways libraries write a size: a dict, an int, or a sequence of one or two."""
+    if size is not None and not isinstance(size, (dict, int, list, tuple)):  # transformers' SizeDict
+        size = {k: getattr(size, k, None) for k in ("height", "width", "shortest_edge")}
+    if isinstance(size, dict):
+        if size.get("height") and size.get("width"):
+            return int(size["height"]), int(size["width"])
+        side = size.get("shortest_edge")
+        return (int(side), int(side)) if side else None
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, (list, tuple)) and len(size) in (1, 2) and all(isinstance(x, int) for x in size):
+        return int(size[0]), int(size[-1])
+    return None
