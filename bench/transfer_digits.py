@@ -11,8 +11,9 @@ rest of 5-9 held out. Every target run has ``EPOCHS`` epochs in all, batch 16, s
 - ``from scratch``: the same architecture, random weights, everything trained at 3e-3;
 - ``frozen random body``: the control for ``frozen body``: a new head on the untrained body.
 
-    python bench/transfer_digits.py                 # table + JSON to bench/results/transfer_digits_100_cpu_2core.json
+    python bench/transfer_digits.py                 # table + JSON to bench/results/transfer_digits_100_w16_e6_...json
     BENCH_TRAIN=25 python bench/transfer_digits.py  # five images per class
+    BENCH_WIDTH=32 BENCH_EPOCHS=20 .venv-vision/bin/python bench/transfer_digits.py  # wider, longer, augmented
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ PRETRAIN = int(os.environ.get("BENCH_PRETRAIN", 600))  # digits 0-4 from the fir
 TRAIN = int(os.environ.get("BENCH_TRAIN", 100))  # target images (about a tenth per class of five)
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", 6))
 PRETRAIN_EPOCHS = int(os.environ.get("BENCH_PRETRAIN_EPOCHS", 15))
+WIDTH = int(os.environ.get("BENCH_WIDTH", 16))  # channels of the first stage; three stages of WIDTH, 2x, 4x
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
 
 def main() -> None:
-    from image_helpers import save_tiny_vision, write_image_folder
+    from image_helpers import write_image_folder
 
     import nbtune
 
@@ -43,8 +45,8 @@ def main() -> None:
     nbtune.set_runs_folder(root / "runs")
     write_image_folder(root / "source", {"train": (0, PRETRAIN), "val": (1300, 200)}, classes=SOURCE)
     write_image_folder(root / "target", {"train": (0, TRAIN), "val": (600, 400)}, classes=TARGET)
-    save_tiny_vision("resnet", root / "scratch", num_labels=len(TARGET))
-    save_tiny_vision("resnet", root / "init", num_labels=len(SOURCE))
+    _save_resnet(root / "scratch", len(TARGET))
+    _save_resnet(root / "init", len(SOURCE))
     common = dict(batch_size=16, seed=0, log=False, save_run=False, progress="none")
 
     pre = nbtune.load(root / "init", labels=[str(c) for c in SOURCE])
@@ -84,12 +86,36 @@ def main() -> None:
                          "trainable_at_end": trainable}
         print(f"{name:18s} accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
               f"{seconds:5.1f} s", flush=True)
-    out = {"settings": {"pretrain_images": PRETRAIN, "pretrain_epochs": PRETRAIN_EPOCHS, "train_images": TRAIN, "epochs": EPOCHS, "val_images": 400,
+    out = {"settings": {"pretrain_images": PRETRAIN, "pretrain_epochs": PRETRAIN_EPOCHS, "train_images": TRAIN,
+                        "epochs": EPOCHS, "val_images": 400, "width": WIDTH,
+                        "augmentation": _augments(),
                         "source_classes": SOURCE, "target_classes": TARGET},
            "pretrained_source_accuracy": source_accuracy, "results": results}
-    target = HERE / "results" / f"transfer_digits_{TRAIN}_cpu_2core.json"
+    target = HERE / "results" / f"transfer_digits_{TRAIN}_w{WIDTH}_e{EPOCHS}_cpu_2core.json"
     target.write_text(json.dumps(out, indent=1))
     print(f"-> {target}")
+
+
+def _save_resnet(folder: Path, num_labels: int) -> None:
+    """A small ResNet (three stages of WIDTH, 2x and 4x channels) with a 32x32 image processor, from a config."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+    try:
+        from transformers import ViTImageProcessorPil as Processor
+    except ImportError:
+        from transformers import ViTImageProcessor as Processor
+
+    torch.manual_seed(0)
+    ResNetForImageClassification(ResNetConfig(embedding_size=WIDTH, hidden_sizes=[WIDTH, 2 * WIDTH, 4 * WIDTH],
+                                              depths=[1, 1, 1], layer_type="basic",
+                                              num_labels=num_labels)).save_pretrained(folder)
+    Processor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+
+
+def _augments() -> bool:
+    from nbtune.core.data.image_transforms import standard_augmentation
+
+    return standard_augmentation()
 
 
 if __name__ == "__main__":

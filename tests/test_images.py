@@ -183,7 +183,7 @@ def test_images_in_memory_are_kept_as_files_by_a_run_folder_and_an_export(vision
 
 
 def test_bytes_and_datasets_cells_decode(vision):
-    from nbtune.core.data.modalities.image import decode
+    from nbtune.core.data.image_files import decode
 
     buffer = io.BytesIO()
     Image.fromarray(digit_images(1)[0][0]).save(buffer, format="PNG")
@@ -273,3 +273,53 @@ def test_top_losses_for_text_show_the_texts(tiny_dirs):
     assert all(i.input == data[i.index]["sentence"] for i in top.items)
     with pytest.raises(nbtune.TaskError, match="for classification"):
         nbtune.load(tiny_dirs["gpt2"], task="causal-lm").confusion(["a text"])
+
+
+def test_without_labels_the_head_follows_the_data_and_evaluation_ids_follow_training(vision, digits, tmp_path):
+    s = nbtune.load(vision["vit"])  # a 3-output head with default names
+    assert s.model.config.num_labels == 3
+    four = tmp_path / "four"
+    for label in ("1", "3", "5", "7"):  # evaluation data without two of the six training classes
+        (four / label).mkdir(parents=True)
+        for k, path in enumerate(sorted((digits / "val" / label).iterdir())[:4]):
+            (four / label / f"{k}.png").write_bytes(path.read_bytes())
+    six = tmp_path / "six"
+    for label in ("0", "1", "3", "5", "7", "9"):
+        (six / label).mkdir(parents=True)
+        for k, path in enumerate(sorted((digits / "train" / label).iterdir())[:12]):
+            (six / label / f"{k}.png").write_bytes(path.read_bytes())
+    run = s.train(str(six), eval=str(four), epochs=4, batch_size=12, lr=5e-3, log=False, save_run=False)
+    assert s.model.config.num_labels == 6 and list(s.model.config.id2label.values()) == ["0", "1", "3", "5", "7", "9"]
+    assert any("a fresh head for the data's 6 classes" in n for n in s.notes)
+    # scored against the training ids: the same accuracy as evaluating the folder afterwards
+    assert run.metrics["accuracy"] == pytest.approx(s.evaluate(str(four))["accuracy"])
+    assert s.summary(image_size=64).memory.seq_len == (64 // 8) ** 2 + 1  # a ViT's patches at that size
+    with pytest.raises(nbtune.DataError, match="the training data does not have"):
+        s.train(str(six), eval=str(digits / "val"), epochs=1, log=False, save_run=False)
+
+
+def test_text_evaluation_data_lacking_a_class_scores_against_the_training_ids(tiny_dirs):
+    train = pd.DataFrame({"text": ["good", "bad", "meh", "great", "awful", "fine"] * 4,
+                          "label": ["pos", "neg", "mid", "pos", "neg", "mid"] * 4})
+    held = pd.DataFrame({"text": ["good", "awful", "great"], "label": ["pos", "neg", "pos"]})
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=3)
+    run = s.train(train, eval=held, epochs=3, lr=5e-3, batch_size=8, log=False, save_run=False)
+    assert run.metrics["accuracy"] == pytest.approx(s.evaluate(held)["accuracy"])
+
+
+def test_preview_shows_the_training_images_with_their_labels_as_static_html(vision, digits):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    preview = s.preview(str(digits / "train"), n=3)
+    assert preview.count == 240 and [i.label for i in preview.images] == ["0", "0", "0"]
+    html = preview._repr_html_()
+    assert html.count("data:image/png;base64") == sum(len(i.views) for i in preview.images) >= 3
+    assert "240 training images" in repr(preview)
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:  # this environment: no augmentation, and the preview says why instead of pretending
+        assert not preview.augmented and "not installed" in preview.augmentation
+        assert all(len(i.views) == 1 for i in preview.images)
+    off = s.preview(str(digits / "train"), n=2, augment=False)
+    assert off.augmentation.startswith("off") and all(len(i.views) == 1 for i in off.images)
+    with pytest.raises(nbtune.DataError):
+        s.preview(str(digits / "nowhere"))

@@ -8,8 +8,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LLM_TUTORIALS = {"causal_lm_lora", "preference_tuning"}  # they load in 4 bits: bitsandbytes, the llm extra
-LLM_EXTRAS = ("models", "llm")
+# the optional dependency groups a tutorial installs beyond the default model: 4-bit loading (bitsandbytes) for the
+# LLM tutorials, torchvision and timm for images
+EXTRAS = {"causal_lm_lora": ("models", "llm"), "preference_tuning": ("models", "llm"),
+          "image_classification": ("models", "vision")}
 
 
 def test_badges_use_the_documented_forms():
@@ -32,7 +34,7 @@ def test_every_tutorial_installs_nbtune_with_the_one_install_cell():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
         first_code = next(c for c in cells if c["cell_type"] == "code")
-        extras = LLM_EXTRAS if path.stem in LLM_TUTORIALS else ("models",)
+        extras = EXTRAS.get(path.stem, ("models",))
         assert "".join(first_code["source"]) == install_cell(repo, extras), path.name
 
 

@@ -23,11 +23,13 @@ BUDGETS = {
     "domain_adaptation": {"N_DOMAIN": 160, "N_LABELLED": 64, "N_EVAL": 64, "EPOCHS": 1},
     "custom_module": {"EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
     "magics": {"N_TRAIN": 96, "N_EVAL": 48},
+    "image_classification": {"MODEL": "tiny", "N_TRAIN": 96, "N_EVAL": 48, "EPOCHS": 1},
 }
 EXPECT = {  # text each notebook must print or display
     "freezing": "everything", "peft_methods": "IA3", "causal_lm_lora": "base (adapters disabled)", "preference_tuning": "reward_accuracy", "ner": "f1",
     "summarization": "rouge1", "domain_adaptation": "domain-adapted first", "custom_module": "BatchNorm statistics unchanged: True",
     "magics": "lora:",
+    "image_classification": "same predictions after reloading: True",
 }
 
 

@@ -92,6 +92,8 @@ def test_a_timm_model_object_gets_the_users_classes_trains_and_reloads_without_t
     assert s.task == "image-classification"
     assert s.model.config.num_labels == 10 and s.model.config.id2label[3] == "3"
     assert s.model.timm_model.fc.out_features == 10
+    assert "layer4" in repr(s.layers(depth=2))
+    assert s.summary(batch_size=4).memory.activations > 0  # measured: timm's config gives no layer sizes
     s.freeze("all")
     s.unfreeze("top:1")  # the last of timm's ResNet stages (layer1..layer4), and the head
     assert {n.split(".")[1] for n in _trained_params(s)} == {"layer4", "fc"}

@@ -77,6 +77,37 @@ def _jsonl_sample(filename: str, held: int):
     return read
 
 
+def _beans_from_hub(ds):
+    """Beans leaf photos as (image, label name): the image an encoded ``{"bytes", "path"}`` cell, decoded only when
+    training reads it."""
+    import pandas as pd
+    from datasets import Image
+
+    names = ds.features["labels"].names
+    ds = ds.cast_column("image", Image(decode=False))
+    return pd.DataFrame({"image": ds["image"], "label": [names[i] for i in ds["labels"]]})
+
+
+def _digits_sample(split: str):
+    """Offline stand-in for an image dataset: scikit-learn's bundled handwritten digits (real 8x8 scans, 1,797 of
+    them), enlarged to 64x64 PNG cells in the hub's image format; the last 300 are the held-out part."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    cells = []
+    for scan in digits.images:
+        buffer = io.BytesIO()
+        Image.fromarray((scan * 15.9).astype(np.uint8)).resize((64, 64)).convert("RGB").save(buffer, format="PNG")
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+    table = pd.DataFrame({"image": cells, "label": [str(t) for t in digits.target]})
+    return _held_out(table, split, 300)
+
+
 def _columns(*names: str):
     return lambda ds: ds.to_pandas()[list(names)]
 
@@ -102,6 +133,11 @@ DATASETS = {d.name: d for d in [
                   "HuggingFaceH4/ultrafeedback_binarized", None, {"train": "train_prefs", "test": "test_prefs"},
                   _columns("prompt", "chosen", "rejected"), _jsonl_sample("preference_sample.jsonl", 8),
                   "32 questions with a good and a bad answer, written for nbtune"),
+    PublicDataset("beans", "Beans (leaf photos: angular leaf spot, bean rust, healthy)", "AI-Lab-Makerere/beans",
+                  None, {"train": "train", "validation": "validation", "dev": "validation", "test": "test"},
+                  _beans_from_hub, _digits_sample,
+                  "scikit-learn's handwritten digits, 1,797 real scans as 64x64 images: other classes, same format",
+                  revision=PARQUET_CONVERSION),
 ]}
 
 
@@ -113,8 +149,8 @@ def _offline() -> str | None:
 
 
 def load_public(name: str, split: str = "train", n: int | None = None, verbose: bool = True):
-    """Rows of public dataset ``name`` (``sst2``, ``wnut17``, ``scitldr``, ``gsm8k``, ``preferences``) as a
-    DataFrame.
+    """Rows of public dataset ``name`` (``sst2``, ``wnut17``, ``scitldr``, ``gsm8k``, ``preferences``, ``beans``)
+    as a DataFrame.
 
     From the hub when it can be reached; otherwise (offline, or the hub refuses) from the small sample shipped
     with nbtune, said in one printed line. ``n`` keeps the first n rows. ``DataFrame.attrs["source"]`` says

@@ -95,7 +95,7 @@ class NbtuneMagics(Magics):
             %nbtune lora r=8 alpha=16 targets=qkv   (any adapter method: prompt n_tokens=20, prefix, ptuning,
                                                      ia3, vera r=256, loha, lokr; see %nbtune help)
             %nbtune adapters                                    # the adapter panel widget
-            %nbtune summary [batch_size=32 seq_len=128]
+            %nbtune summary [batch_size=32 seq_len=128 image_size=224]
             %nbtune train $train_df eval=$dev_df epochs=1 lr=5e-5   # live dashboard with a Stop button
             %nbtune eval $dev_df
             %nbtune save out/
@@ -247,7 +247,7 @@ class NbtuneMagics(Magics):
 
     def _cmd_summary(self, target, rest):
         _, opts = self._settings(rest)
-        check_keys(opts, ["batch_size", "seq_len"], "summary")
+        check_keys(opts, ["batch_size", "seq_len", "image_size"], "summary")
         opts.setdefault("seq_len", self.summary_seq_len)
         return self.session(target).summary(**opts)
 

@@ -66,6 +66,23 @@ class Features:
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         return self.encode(self.rows[i], self.train, rng)
 
+    def follow_labels(self, names: dict[int, str] | None) -> "Features":
+        """These features with their label ids renumbered to ``names``, the ids the training data's label names got:
+        evaluation data learns names from its own labels too, and one that lacks a class (or has them in another
+        order) would otherwise score against other ids. A name ``names`` lacks is a DataError."""
+        own = self.label_names
+        if not own or not names or own == names:
+            return self
+        used = {i for row in self.rows for i in _label_ids(_labels_of(row))}
+        lookup = {name: i for i, name in names.items()}
+        missing = sorted({own[i] for i in used if own.get(i) not in lookup})
+        if missing:
+            raise DataError(f"The evaluation data has labels {missing[:10]} that the training data does not have "
+                            f"({sorted(lookup)[:10]}); evaluate on the classes the model is trained on.")
+        ids = {i: lookup[own[i]] for i in used}
+        rows = [_with_labels(row, _renumber(_labels_of(row), ids)) for row in self.rows]
+        return replace(self, rows=rows, label_names=dict(names), _encoded={})
+
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next items belong to (the batch sampler calls this): it seeds random transforms."""
         self.epoch = epoch
@@ -73,3 +90,30 @@ class Features:
     def for_evaluation(self) -> "Features":
         """The same examples encoded for evaluation: no random transform (a deterministic cache is shared)."""
         return self if self.encode is None or not self.train else replace(self, train=False)
+
+
+def _labels_of(row: dict[str, Any]) -> Any:
+    """An example's labels: in the row (eager features) or in the extra fields of a lazily encoded one."""
+    return row["labels"] if "labels" in row else row.get("extra", {}).get("labels")
+
+
+def _with_labels(row: dict[str, Any], labels: Any) -> dict[str, Any]:
+    if "labels" in row:
+        return {**row, "labels": labels}
+    return {**row, "extra": {**row["extra"], "labels": labels}} if "extra" in row else row
+
+
+def _label_ids(labels: Any) -> list[int]:
+    """The class ids in an example's labels: one id, or one per token (ignored positions, -100, left out)."""
+    if labels is None:
+        return []
+    values = labels if isinstance(labels, (list, tuple)) else [labels]
+    return [int(v) for v in values if int(v) >= 0]
+
+
+def _renumber(labels: Any, ids: dict[int, int]) -> Any:
+    if labels is None:
+        return None
+    if isinstance(labels, (list, tuple)):
+        return [ids.get(int(v), int(v)) if int(v) >= 0 else v for v in labels]
+    return ids[int(labels)]

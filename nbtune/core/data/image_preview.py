@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nbtune.core.data.modalities.image import thumbnail
+from nbtune.core.data.image_files import thumbnail
+from nbtune.core.data.image_transforms import standard_augmentation
 
 EPOCHS_SHOWN = 3
 
@@ -33,10 +34,11 @@ class ImagePreview:
         names = getattr(getattr(session.model, "config", None), "id2label", None) or {}
         names = {**names, **(features.label_names or {})}  # names learned from this data, before training sets them
         transform = cfg.augment if callable(cfg.augment) else None
+        augmented = bool(cfg.augment) and (transform is not None or standard_augmentation())
         images = []
         for i, row in enumerate(features.rows[:n]):
             views = [modality.view(session, row["value"], False, None)]
-            if cfg.augment:
+            if augmented:
                 # as Features seeds example i in epoch e
                 views += [modality.view(session, row["value"], True, np.random.default_rng([cfg.seed, e, i]), transform)
                           for e in range(EPOCHS_SHOWN)]
@@ -45,8 +47,10 @@ class ImagePreview:
                                        [thumbnail(v, 112) for v in views]))
         described = ("off (augment=False)" if not cfg.augment else
                      " ".join(repr(cfg.augment).split()) if transform is not None else
-                     "random resized crop to the model's input size and horizontal flip")
-        return cls(images, len(features.rows), bool(cfg.augment), described, list(features.meta.get("unreadable") or []))
+                     "random resized crop to the model's input size and horizontal flip" if augmented else
+                     "none: the standard augmentation is torchvision's, which is not installed here "
+                     "(pip install torchvision)")
+        return cls(images, len(features.rows), augmented, described, list(features.meta.get("unreadable") or []))
 
     def __repr__(self) -> str:
         from nbtune.render.diagnose import image_preview_text

@@ -15,7 +15,7 @@ import torch
 
 from nbtune.core.common.errors import TaskError
 from nbtune.core.data.batching import make_loader, to_device
-from nbtune.core.data.modalities.image import thumbnail
+from nbtune.core.data.image_files import thumbnail
 from nbtune.core.tasks.handlers import handler_for
 from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.evaluation import prepare_data, table_of

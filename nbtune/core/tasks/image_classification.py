@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from nbtune.core.data.features import DataError, Features
+from nbtune.core.data.image_transforms import standard_augmentation
 from nbtune.core.model.architecture import unwrap
+from nbtune.core.tasks import has_default_names
 from nbtune.core.tasks.base import TaskHandler, in_length_order
 from nbtune.core.tasks.classification import LABEL, ClassificationTask
 from nbtune.core.tasks.registry import register_task
@@ -66,10 +68,36 @@ class ImageClassificationTask(ClassificationTask):
                          if label_col else (None, None))
         extra = [{"labels": y} for y in labels] if labels is not None else None
         return self.encoded_per_item(session, images, cfg, extra, label_names=names,
-                                     meta={"unreadable": bad, "rows": rows})
+                                     meta={"unreadable": bad, "rows": rows,
+                                           "no_augmentation": cfg.augment is True and not standard_augmentation()})
+
+    def _names_to_ids(self, config, num_labels: int, values: list[str]):
+        """Label names the head was made for map to its ids. Names it was not made for (a pretrained ImageNet head
+        and the user's classes, or a default head of another width) get ids of their own, sorted, and ``apply``
+        gives the model a fresh head for them: the head follows the data, as fastai's does."""
+        names = sorted(set(values))
+        current = [str(config.id2label.get(i, f"LABEL_{i}")) for i in range(num_labels)]
+        if names == current or (not has_default_names(config.id2label) and set(names) <= set(current)):
+            return super()._names_to_ids(config, num_labels, values)
+        lookup = {name: i for i, name in enumerate(names)}
+        return [lookup[v] for v in values], dict(enumerate(names))
 
     def apply(self, session, features: Features) -> None:
-        super().apply(session, features)
+        names = features.label_names
+        config = unwrap(session.model)[0].config
+        current = [config.id2label.get(i) for i in range(config.num_labels)]
+        wanted = [names[i] for i in range(len(names))] if names else None
+        if wanted and wanted != current and (len(wanted) != len(current) or not has_default_names(config.id2label)):
+            shown = ", ".join(wanted[:6]) + (f" and {len(wanted) - 6} more" if len(wanted) > 6 else "")
+            session.reset_head(labels=wanted)
+            session.notes.append(f"a fresh head for the data's {len(wanted)} classes ({shown}); the model's had "
+                                 f"{len(current)}")
+        else:
+            super().apply(session, features)
+        note = ("no augmentation: the standard one (random resized crop, flip) is torchvision's, which is not "
+                "installed here; pip install torchvision, or pass augment=False to say so")
+        if features.meta.get("no_augmentation") and note not in session.notes:
+            session.notes.append(note)
         bad = features.meta.get("unreadable") or []
         if bad:
             shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")

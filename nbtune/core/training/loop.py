@@ -20,6 +20,7 @@ import torch
 from nbtune.core.common.errors import OutOfMemoryError, TrainingError
 from nbtune.core.common.interrupts import deferred_interrupts
 from nbtune.core.data.batching import split_batch, to_device
+from nbtune.core.model.architecture import unwrap
 from nbtune.core.model.params import copy_tensors
 from nbtune.core.model.precision import autocast, describe_precision
 from nbtune.core.objectives import objective_for
@@ -80,6 +81,9 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         train_features = handler.pack(train_features, cfg)
     eval_features = (prepare_data(session, handler, eval_table, cfg, None, "evaluation")
                      if eval_table is not None else None)
+    if eval_features is not None:  # label names learned from the data: the evaluation ids follow the training's
+        model_names = getattr(getattr(unwrap(session.model)[0], "config", None), "id2label", None)
+        eval_features = eval_features.follow_labels(train_features.label_names or model_names)
     saved = None
     continuing = None  # the run folder this call continues
     if resume is not None and resume is not True and resume is not False and runs_mod.is_run_folder(resume):

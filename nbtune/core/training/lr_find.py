@@ -83,6 +83,12 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     handler = handler_for(session)
     objective = objective_for(session, handler, cfg)
     features = prepare_data(session, handler, data, cfg, None, "lr_find")
+    config = getattr(session.model, "config", None)
+    if features.label_names and config is not None and len(features.label_names) != config.num_labels:
+        raise TrainingError(f"The data has {len(features.label_names)} classes and the head {config.num_labels} "
+                            "outputs; lr_find measures the model as it is, so give it the data's head first: "
+                            f"s.reset_head(labels={list(features.label_names.values())[:10]}...) or load with "
+                            "labels=[...].")
     accelerator, precision = get_accelerator("auto", model)
 
     # What the test changes, kept to be put back exactly.
