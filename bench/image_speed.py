@@ -8,13 +8,15 @@ AdamW lr 3e-3, fp32, no augmentation (``augment=False``: the hand loop and the T
 
 - ``hand``: a Dataset that opens and processes each image in ``__getitem__``, a shuffled DataLoader, AdamW, the
   loop people write;
+- ``torchvision``: ``torchvision.datasets.ImageFolder`` with a ``transforms.v2`` pipeline (resize, to tensor,
+  normalise) and the same loop: what torchvision's tutorials write (where torchvision is installed);
 - ``trainer``: the same Dataset through ``transformers.Trainer`` (its defaults otherwise, no evaluation);
 - ``nbtune``: ``nbtune.load(folder, labels=...)`` then ``s.train(image_folder, augment=False)``.
 
 Each reports images/s over its training time (model loading and data reading included; the libraries are imported
 before the clock starts) and the held-out accuracy after.
 
-    python bench/image_speed.py                 # 3 rounds, table + JSON to bench/results/image_speed_cpu_2core.json
+    .venv-vision/bin/python bench/image_speed.py  # 3 rounds, table + JSON to bench/results/image_speed_cpu_2core.json
     python bench/image_speed.py --only nbtune   # one run, JSON on stdout
 """
 
@@ -32,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 TRAIN, EPOCHS, BATCH, LR = 1000, 2, 32, 3e-3
-RUNS = ("hand", "trainer", "nbtune")
+RUNS = ("hand", "torchvision", "trainer", "nbtune")
 LABELS = [str(i) for i in range(10)]
 
 
@@ -111,7 +113,23 @@ def run_one(name: str, root: Path) -> dict:
     else:
         model = ResNetForImageClassification.from_pretrained(model_dir)
         data = Folder(folder / "train", processor)
-        if name == "hand":
+        if name == "torchvision":  # the loop of torchvision's tutorials: ImageFolder, a v2 transform, DataLoader
+            from torchvision import datasets
+            from torchvision.transforms import v2
+
+            transform = v2.Compose([v2.Resize((32, 32), antialias=True), v2.ToImage(),
+                                    v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)])
+            images = datasets.ImageFolder(str(folder / "train"), transform=transform)
+            loader = torch.utils.data.DataLoader(images, batch_size=BATCH, shuffle=True)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+            model.train()
+            for _ in range(EPOCHS):
+                for pixels, labels in loader:
+                    loss = model(pixel_values=pixels, labels=labels).loss
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+        elif name == "hand":
             loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
             optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
             model.train()
@@ -144,8 +162,11 @@ def main() -> None:
         print(json.dumps(run_one(args.only, root)))
         return
     _setup(root)
-    rounds = [{name: _isolated(name, root) for name in RUNS} for _ in range(args.rounds)]
-    medians = {name: {k: statistics.median(r[name][k] for r in rounds) for k in rounds[0][name]} for name in RUNS}
+    import importlib.util
+
+    runs = [n for n in RUNS if n != "torchvision" or importlib.util.find_spec("torchvision") is not None]
+    rounds = [{name: _isolated(name, root) for name in runs} for _ in range(args.rounds)]
+    medians = {name: {k: statistics.median(r[name][k] for r in rounds) for k in rounds[0][name]} for name in runs}
     for name, m in medians.items():
         print(f"{name:8s} {m['images_per_s']:7.1f} images/s  {m['train_seconds']:6.1f} s  "
               f"val accuracy {m['val_accuracy']:.3f}")
