@@ -37,8 +37,24 @@ def write_image_folder(root: Path, splits: dict[str, tuple[int, int]],
     return root
 
 
+# more of transformers' image classifiers, tiny, for the tests that every architecture family loads and trains
+_VIT_LIKE = dict(image_size=SIDE, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64)
+MORE_ARCHITECTURES = {
+    "deit": ("DeiTConfig", "DeiTForImageClassification", _VIT_LIKE),
+    "beit": ("BeitConfig", "BeitForImageClassification", {**_VIT_LIKE, "use_mean_pooling": True}),
+    "dinov2": ("Dinov2Config", "Dinov2ForImageClassification",
+               {k: v for k, v in _VIT_LIKE.items() if k != "intermediate_size"}),
+    "swin": ("SwinConfig", "SwinForImageClassification",
+             dict(image_size=SIDE, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4)),
+    "mobilenet_v2": ("MobileNetV2Config", "MobileNetV2ForImageClassification",
+                     dict(image_size=SIDE, depth_multiplier=0.35, classifier_dropout_prob=0.0)),
+}
+
+
 def save_tiny_vision(kind: str, folder: Path, num_labels: int = 3) -> Path:
-    """A tiny ViT, ConvNeXt or ResNet from transformers, with an image processor for SIDE x SIDE inputs."""
+    """A tiny ViT, ConvNeXt or ResNet (or one of ``MORE_ARCHITECTURES``) from transformers, with an image processor
+    for SIDE x SIDE inputs."""
     from transformers import (
         ConvNextConfig,
         ConvNextForImageClassification,
@@ -60,6 +76,11 @@ def save_tiny_vision(kind: str, folder: Path, num_labels: int = 3) -> Path:
     elif kind == "resnet":
         model = ResNetForImageClassification(ResNetConfig(
             embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic", num_labels=num_labels))
+    elif kind in MORE_ARCHITECTURES:
+        import transformers
+
+        config_name, model_name, settings = MORE_ARCHITECTURES[kind]
+        model = getattr(transformers, model_name)(getattr(transformers, config_name)(**settings, num_labels=num_labels))
     else:
         raise ValueError(kind)
     model.save_pretrained(folder)

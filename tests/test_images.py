@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from image_helpers import SIDE, digit_images, save_tiny_vision, write_image_folder
+from image_helpers import MORE_ARCHITECTURES, SIDE, digit_images, save_tiny_vision, write_image_folder
 from PIL import Image
 
 import nbtune
@@ -47,6 +47,19 @@ def test_any_image_classifier_loads_with_a_head_for_the_users_classes(vision, ki
     assert summary.counts.total == sum(p.numel() for p in s.model.parameters())
     out = s.predict(digit_images(1)[0][0])
     assert len(out) == 1 and out[0]["label"] in DIGITS and abs(sum(out[0]["scores"].values()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("kind", sorted(MORE_ARCHITECTURES))
+def test_every_architecture_family_loads_freezes_by_stage_and_trains(kind, digits, tmp_path):
+    s = nbtune.load(save_tiny_vision(kind, tmp_path / kind), labels=DIGITS)
+    assert s.task == "image-classification" and s.model.config.num_labels == 10
+    s.freeze("all")
+    report = s.unfreeze("top:1")  # the last block or stage, what follows it, and the head
+    assert 0 < report.trainable_after < report.total
+    s.unfreeze("all")
+    losses = s.train(str(digits / "train"), epochs=3, batch_size=16, lr=3e-3, log=False, save_run=False).history.losses()
+    # it learns: the training loss falls (a random MobileNet's BatchNorm statistics lag behind in eval mode)
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
 
 
 def test_an_image_folder_with_splits_trains_and_learns(vision, digits):
