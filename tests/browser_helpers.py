@@ -94,8 +94,14 @@ CONTRAST_JS = """() => {
   const rgba = s => { const v = (s.match(/[\\d.]+/g) || []).map(Number); return v.length === 3 ? [...v, 1] : v; };
   const lum = ([r, g, b]) => { const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
-  const background = el => { for (; el; el = el.parentElement) { const c = rgba(getComputedStyle(el).backgroundColor);
-      if (c.length === 4 && c[3] > 0) return c; } return [255, 255, 255, 1]; };
+  // the colour the text sits on: translucent backgrounds (a heat map's cells) composited over those beneath them
+  const background = el => { const layers = [];
+    for (; el; el = el.parentElement) { const c = rgba(getComputedStyle(el).backgroundColor);
+      if (c.length === 4 && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    let seen = [255, 255, 255];
+    for (let i = layers.length - 1; i >= 0; i--) { const a = layers[i][3];
+      seen = seen.map((v, k) => a * layers[i][k] + (1 - a) * v); }
+    return [...seen, 1]; };
   let worst = [99, ''];
   for (const el of document.querySelectorAll('.jp-OutputArea [style*="color"]')) {
     if (!el.textContent.trim() || !/(^|;)\\s*color\\s*:/.test(el.getAttribute('style'))) continue;

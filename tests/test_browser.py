@@ -221,3 +221,29 @@ def test_a_page_reloaded_mid_run_shows_the_final_picture(tmp_path, tiny_dirs):
                 nb.shoot(nb.output(0), "after-reload")
             assert "completed at step 160" in nb.output_text(0)
             assert nb.new_console_errors() == []
+
+
+def test_the_image_tutorial_draws_its_grid_heat_map_and_gallery_in_light_and_dark(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    copy_notebook(ROOT / "notebooks" / "image_classification.ipynb", root,
+                  {"MODEL": "tiny", "N_TRAIN": 96, "N_EVAL": 48, "EPOCHS": 1})
+    cells = len(nbformat.read(root / "image_classification.ipynb", 4).cells)
+    with jupyter_server("lab", root, env={**ENV, "NBTUNE_RUNS_DIR": str(tmp_path / "runs")}) as (base, token):
+        with open_notebook(base, token, "lab", "image_classification.ipynb", cells) as nb:
+            nb.run_all()
+            assert not [e for e in nb.errors_in_outputs() if "Error" in e or "Traceback" in e], nb.errors_in_outputs()
+            for name in ("image-preview", "confusion", "top-losses"):
+                picture = nb.page.locator(f".nbtune-{name}").first
+                assert picture.is_visible(), name
+                images = picture.locator("img")
+                assert all(images.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(images.count()))
+                nb.shoot(picture, f"images-{name}")
+            assert nb.page.locator(".nbtune-image-preview img").count() >= 4  # one row per image shown
+            light = nb.lowest_contrast()
+            nb.menu("Settings", "Theme", "JupyterLab Dark")
+            nb.page.wait_for_timeout(1500)
+            nb.shoot(nb.page.locator(".nbtune-confusion").first, "images-confusion-dark")
+            dark = nb.lowest_contrast()
+            assert light[0] >= 4.5 and dark[0] >= 4.5, (light, dark)
+            assert nb.new_console_errors() == []

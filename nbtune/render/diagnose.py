@@ -22,9 +22,13 @@ def confusion_html(c) -> str:
         cells = []
         for j, n in enumerate(row):
             share = n / top
-            # the diagonal in blue (right), the rest in red (wrong); darker is more
-            colour = f"rgba(31,119,180,{share:.2f})" if i == j else f"rgba(214,39,40,{share:.2f})"
-            ink = "#fff" if share > 0.55 else "inherit"
+            # the diagonal in blue (right), the rest in red (wrong); darker is more. Translucent cells keep the
+            # theme's text colour (readable over white and over a dark theme); the strongest are opaque, with white
+            # text (over a translucent colour white text would be too faint in the light theme)
+            strong = share > 0.55
+            alpha = 1.0 if strong else share
+            colour = f"rgba(31,119,180,{alpha:.2f})" if i == j else f"rgba(214,39,40,{alpha:.2f})"
+            ink = "#fff" if strong else "inherit"
             cells.append(f'<td style="text-align:right;padding:2px 6px;background:{colour};color:{ink}">{n}</td>')
         body.append(f'<tr><th style="text-align:left;padding:2px 6px">{esc(true)}</th>{"".join(cells)}</tr>')
     confused = ", ".join(f"<b>{esc(t)}</b> as <b>{esc(p)}</b> ({n})" for t, p, n in c.most_confused()) or "none"

@@ -100,14 +100,10 @@ def torchvision_by_name(source: str, weights: bool):
                 model = models.get_model(name, weights=None)
     except (OSError, RuntimeError) as exc:  # no network: the download of the weights fails
         raise ModelLoadError(f"Could not get torchvision's {chosen} weights for {name} ({exc}). Offline, download "
-                             f"them where you have network (they go to torch.hub's cache, {_hub_dir()}) and copy that "
-                             "folder here.") from None
+                             "them where you have network (they go to torch.hub's cache, "
+                             f"{torch.hub.get_dir()}) and copy that folder here.") from None
     categories = list(chosen.meta.get("categories") or []) or None if chosen is not None else None
     return model, (chosen.transforms() if chosen is not None else None), categories
-
-
-def _hub_dir() -> str:
-    return torch.hub.get_dir()
 
 
 def imagenet_transform():
