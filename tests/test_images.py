@@ -336,3 +336,14 @@ def test_preview_shows_the_training_images_with_their_labels_as_static_html(visi
     assert off.augmentation.startswith("off") and all(len(i.views) == 1 for i in off.images)
     with pytest.raises(nbtune.DataError):
         s.preview(str(digits / "nowhere"))
+
+
+def test_measuring_activations_puts_every_module_mode_back(vision):
+    s = nbtune.load(vision["resnet"], labels=DIGITS)
+    # a ResNet config gives no transformer sizes: the estimate runs one forward and measures
+    s.freeze("type:BatchNorm2d")
+    for start in (s.eval_mode, s.train_mode):
+        start()
+        modes = [m.training for m in s.model.modules()]
+        assert s.summary(batch_size=4).memory.activations > 0
+        assert [m.training for m in s.model.modules()] == modes

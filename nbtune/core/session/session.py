@@ -23,13 +23,14 @@ from nbtune.core.model import freeze as freeze_mod
 from nbtune.core.model.architecture import unwrap
 from nbtune.core.model.fit import fit_verdict
 from nbtune.core.model.inspect import LayerTree
-from nbtune.core.model.memory import estimate_memory, saved_activation_bytes
+from nbtune.core.model.memory import estimate_memory
 from nbtune.core.model.params import count_params
 from nbtune.core.model.quantize import gradient_checkpointing_on, set_gradient_checkpointing
 from nbtune.core.model.source import ModelSource
 from nbtune.core.model.summary import Summary
 from nbtune.core.objectives import get_objective, objective_for, resolve_objective, task_and_objective
 from nbtune.core.session import persist
+from nbtune.core.session.activations import measured_activations
 from nbtune.core.session.diagnose import Confusion, TopLosses, confusion, top_losses
 from nbtune.core.session.export import export_session
 from nbtune.core.session.gguf_export import export_gguf
@@ -168,29 +169,11 @@ class Session:
         size = image_size or self.modality.example_size(self, seq_len)
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
-                                 measured=lambda: self._measured_activations(image_size))
+                                 measured=lambda: measured_activations(self, image_size))
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,
                        processor=describe(self.processor))
-
-    def _measured_activations(self, size: int | None) -> tuple[int, int, str] | None:
-        """What one training forward of one example keeps for backward, for the modalities that measure it."""
-        if self.task is None or self.is_meta:
-            return None
-        batch = self.modality.measure_batch(self, size)
-        if batch is None:
-            return None
-        handler = handler_for(self)
-        was_training = self.model.training
-        self.train_mode()  # as training runs: dropout on, frozen BatchNorm in eval mode
-        try:
-            saved = saved_activation_bytes(self.model, lambda: handler.forward(self.model, batch[0]))
-        finally:
-            self.model.train(was_training)
-            if not was_training:
-                self.eval_mode()
-        return saved, 1, batch[1]
 
     # -- freezing ------------------------------------------------------------------------------
     def freeze(self, *selectors: str) -> freeze_mod.FreezeReport:
