@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cli_helpers import cli, run_on_one_and_two_processes
 from safetensors.torch import load_file
 
 import nbtune
@@ -49,13 +50,6 @@ def recipe(quiet_bert, tmp_path_factory):
     s = nbtune.load(quiet_bert, task="text-classification", num_labels=2)
     s.freeze("embeddings")
     return s.export(folder / "recipe.yaml", data={"train": pd.DataFrame(toy_rows(64))}, train=TRAIN)
-
-
-def cli(*args, check=True):
-    proc = subprocess.run([PY, "-m", "nbtune", *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout[-2000:] + proc.stderr[-4000:])
-    return proc
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -116,10 +110,7 @@ def test_accelerate_configs(recipe, tmp_path):
 @pytest.fixture(scope="module")
 def runs(recipe, tmp_path_factory):
     """The recipe run on one process and on two (gloo), each with checkpoints every 2 steps."""
-    out = tmp_path_factory.mktemp("runs")
-    cli("run", recipe, "--output", out / "one", "--quiet")
-    cli("launch", recipe, "--processes", "2", "--output", out / "two")
-    return out
+    return run_on_one_and_two_processes(recipe, tmp_path_factory.mktemp("runs"))
 
 
 def test_two_processes_reach_the_same_weights(runs):

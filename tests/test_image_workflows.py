@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_on_one_and_two_processes
 from image_helpers import save_tiny_vision, write_image_folder
 from safetensors.torch import load_file
 
@@ -51,18 +52,9 @@ def recipe(vit, digits, tmp_path_factory):
     return path
 
 
-def cli(*args):
-    proc = subprocess.run([PY, "-m", "nbtune", *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
-
-
 @pytest.fixture(scope="module")
 def runs(recipe, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    cli("run", recipe, "--output", out / "one", "--quiet")
-    cli("launch", recipe, "--processes", "2", "--output", out / "two")
-    return out
+    return run_on_one_and_two_processes(recipe, tmp_path_factory.mktemp("runs"))
 
 
 def test_an_image_recipe_runs_from_the_command_line_and_on_two_processes_alike(runs, digits):

@@ -100,6 +100,13 @@ SYNONYMS = {
 }
 
 
+def few(items, n: int, sep: str = ", ") -> str:
+    """The first ``n`` of ``items`` for a message, and how many more there are: ``a, b, c (+4 more)``."""
+    items = list(items)
+    shown = sep.join(map(str, items[:n]))
+    return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates most similar to ``word`` (best first), for "did you mean" hints.
 

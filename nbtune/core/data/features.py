@@ -63,8 +63,12 @@ class Features:
             if i not in self._encoded:
                 self._encoded[i] = self.encode(self.rows[i], self.train, None)
             return self._encoded[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        return self.encode(self.rows[i], self.train, rng)
+        return self.encode(self.rows[i], self.train, self.rng(i, self.epoch) if self.train else None)
+
+    def rng(self, i: int, epoch: int) -> np.random.Generator:
+        """The generator example ``i``'s random transforms draw from in ``epoch``: seeded by (seed, epoch, i), so
+        an example is transformed alike whatever the batch order, and a preview shows what training draws."""
+        return np.random.default_rng([self.seed, epoch, i])
 
     def follow_labels(self, names: dict[int, str] | None) -> "Features":
         """These features with their label ids renumbered to ``names``, the ids the training data's label names got:

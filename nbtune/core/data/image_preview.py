@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from nbtune.core.data.image_files import thumbnail
 from nbtune.core.data.image_transforms import standard_augmentation
 
@@ -39,8 +37,7 @@ class ImagePreview:
         for i, row in enumerate(features.rows[:n]):
             views = [modality.view(session, row["value"], False, None)]
             if augmented:
-                # as Features seeds example i in epoch e
-                views += [modality.view(session, row["value"], True, np.random.default_rng([cfg.seed, e, i]), transform)
+                views += [modality.view(session, row["value"], True, features.rng(i, e), transform)
                           for e in range(EPOCHS_SHOWN)]
             label = row["extra"].get("labels")
             images.append(PreviewImage(i, None if label is None else str(names.get(int(label), label)),

@@ -14,7 +14,7 @@ from typing import Any
 
 from nbtune.core.common.errors import RecipeError
 from nbtune.core.tasks import is_labelled
-from nbtune.core.training.config import CUSTOM_AUGMENT, TrainConfig
+from nbtune.core.training.config import TrainConfig, custom_augment
 
 
 @dataclass
@@ -119,8 +119,7 @@ def export_session(session, path: str | os.PathLike, data: dict[str, Any] | None
         last = session.training.position.config if session.training.position else {}
         defaults = TrainConfig().to_dict()
         train = {k: v for k, v in last.items() if v != defaults.get(k) and k != "checkpoint_dir"}
-    augment = train.get("augment")
-    if callable(augment) or isinstance(augment, str) and augment.startswith(CUSTOM_AUGMENT):
+    if custom_augment(train.get("augment")):
         raise RecipeError("A recipe holds settings, not Python code, and this run augments with its own pipeline; "
                           "export without it (train={'augment': True} or False) or keep the pipeline in your code.")
     TrainConfig.from_kwargs(**train)

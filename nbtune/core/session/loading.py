@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nbtune.core.common.errors import ModelLoadError
+from nbtune.core.common.errors import ModelLoadError, few
 from nbtune.core.common.plugins import import_plugins
 from nbtune.core.common.quiet import quietly
 from nbtune.core.common.seeding import DEFAULT_SEED, derived_seed, seeded
@@ -333,12 +333,8 @@ def _relabel(session, num_labels, labels) -> None:
             num_labels == config.num_labels:
         return
     session.reset_head(num_labels=num_labels, labels=labels)
-    session.notes.append(f"a fresh head for {_few(labels) if labels else num_labels} (it had "
-                         f"{_few(current) if current else 'other'} labels); train it before use")
-
-
-def _few(names: list[str]) -> str:
-    return ", ".join(map(str, names[:6])) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    session.notes.append(f"a fresh head for {few(labels, 6) if labels else num_labels} (it had "
+                         f"{few(current, 6) if current else 'other'} labels); train it before use")
 
 
 def _load_saved(folder, meta: dict[str, Any], dtype, quantize=None, seed: int | None = None, processor=None,
@@ -483,8 +479,7 @@ def _load_model(
         fresh = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
                                                              for k in info.get("mismatched_keys") or []})
         if fresh:
-            shown = ", ".join(fresh[:4]) + (f" (+{len(fresh) - 4} more)" if len(fresh) > 4 else "")
-            notes.append(f"newly initialised (not in the checkpoint): {shown}; train them before use")
+            notes.append(f"newly initialised (not in the checkpoint): {few(fresh, 4)}; train them before use")
     processor = _load_processor(processor, location, gguf_file, trust_remote_code, revision, notes)
     _ensure_pad_token(model, processor, notes)
     src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision, quantize)

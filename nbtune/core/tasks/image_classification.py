@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from nbtune.core.common.errors import few
 from nbtune.core.data.features import DataError, Features
 from nbtune.core.data.image_transforms import standard_augmentation
 from nbtune.core.model.architecture import unwrap
@@ -88,9 +89,8 @@ class ImageClassificationTask(ClassificationTask):
         current = [config.id2label.get(i) for i in range(config.num_labels)]
         wanted = [names[i] for i in range(len(names))] if names else None
         if wanted and wanted != current and (len(wanted) != len(current) or not has_default_names(config.id2label)):
-            shown = ", ".join(wanted[:6]) + (f" and {len(wanted) - 6} more" if len(wanted) > 6 else "")
             session.reset_head(labels=wanted)
-            session.notes.append(f"a fresh head for the data's {len(wanted)} classes ({shown}); the model's had "
+            session.notes.append(f"a fresh head for the data's {len(wanted)} classes ({few(wanted, 6)}); the model's had "
                                  f"{len(current)}")
         else:
             super().apply(session, features)

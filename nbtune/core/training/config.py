@@ -39,6 +39,11 @@ PRECISIONS = ("auto", "no", "fp16", "bf16")
 CUSTOM_AUGMENT = "custom pipeline: "  # how to_dict records augment=a callable
 
 
+def custom_augment(value: Any) -> bool:
+    """Whether ``value`` is a user's augmentation pipeline, or a run folder's record of one (``to_dict``)."""
+    return callable(value) or isinstance(value, str) and value.startswith(CUSTOM_AUGMENT)
+
+
 @dataclass
 class TrainConfig:
     """Settings of one ``Session.train`` call. Unknown names are rejected with the valid ones listed."""
@@ -100,7 +105,7 @@ class TrainConfig:
                 raise TrainConfigError(message)
 
         check(self.epochs > 0, f"epochs must be > 0; got {self.epochs}.")
-        if isinstance(self.augment, str) and self.augment.startswith(CUSTOM_AUGMENT):
+        if isinstance(self.augment, str) and self.augment.startswith(CUSTOM_AUGMENT):  # a record, not the code
             raise TrainConfigError(f"This run trained with its own augmentation pipeline ({self.augment[len(CUSTOM_AUGMENT):]}"
                                    "), which is Python code a run folder does not hold; pass it again: augment=pipeline "
                                    "(e.g. nbtune.resume(name, augment=pipeline)).")

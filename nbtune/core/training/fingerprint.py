@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbtune.core.common.errors import few
 from nbtune.core.model.architecture import canonical_name, is_adapter_param, is_peft_model, unwrap
 
 # adapter config keys that say where or how the config was saved, not what the adapter is
@@ -52,11 +53,6 @@ def fingerprint(session, trainable: list[str]) -> dict[str, Any]:
     }
 
 
-def _few(names: list[str]) -> str:
-    shown = ", ".join(names[:3])
-    return shown + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
-
-
 def difference(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     """The first way ``now`` differs from ``saved`` that makes resuming wrong, in words; None when they agree."""
     if saved["model_class"] != now["model_class"]:
@@ -75,14 +71,14 @@ def difference(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     there, here = dict((n, s) for n, s in saved["base"]), dict((n, s) for n, s in now["base"])
     reshaped = [f"{n} {there[n]} there, {here[n]} here" for n in there if n in here and there[n] != here[n]]
     if reshaped:
-        return f"parameter shapes differ: {_few(reshaped)}"
+        return f"parameter shapes differ: {few(reshaped, 3)}"
     only_there, only_here = [n for n in there if n not in here], [n for n in here if n not in there]
     if only_there or only_here:
-        parts = ([f"only in the checkpoint's model: {_few(only_there)}"] if only_there else []) + \
-                ([f"only in this session's model: {_few(only_here)}"] if only_here else [])
+        parts = ([f"only in the checkpoint's model: {few(only_there, 3)}"] if only_there else []) + \
+                ([f"only in this session's model: {few(only_here, 3)}"] if only_here else [])
         return "the models have different layers (" + "; ".join(parts) + ")"
     # adapter parameters match once the adapter configs do; everything else must be a base parameter
     missing = [n for n, _ in saved["trainable"] if canonical_name(n) not in here and not is_adapter_param(n)]
     if missing:
-        return f"the checkpoint trains parameters this model lacks: {_few(missing)}"
+        return f"the checkpoint trains parameters this model lacks: {few(missing, 3)}"
     return None

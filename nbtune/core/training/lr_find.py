@@ -14,7 +14,7 @@ from itertools import cycle
 
 import torch
 
-from nbtune.core.common.errors import TrainingError
+from nbtune.core.common.errors import TrainingError, few
 from nbtune.core.data.batching import make_loader, to_device
 from nbtune.core.model.precision import autocast
 from nbtune.core.objectives import objective_for
@@ -87,7 +87,7 @@ def lr_find(session, data, *, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     if features.label_names and config is not None and len(features.label_names) != config.num_labels:
         raise TrainingError(f"The data has {len(features.label_names)} classes and the head {config.num_labels} "
                             "outputs; lr_find measures the model as it is, so give it the data's head first: "
-                            f"s.reset_head(labels={list(features.label_names.values())[:10]}...) or load with "
+                            f"s.reset_head(labels=[{few(list(features.label_names.values()), 10)}]) or load with "
                             "labels=[...].")
     accelerator, precision = get_accelerator("auto", model)
 
