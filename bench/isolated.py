@@ -16,3 +16,21 @@ def run_isolated(script: str, name: str, env: dict[str, str] | None = None) -> d
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_cases(script: str, cases, run_case, result_name: str) -> None:
+    """A benchmark's command line: ``--only NAME`` runs one case here and prints its JSON; without it every case runs
+    in its own process and the results go to ``bench/results/RESULT_NAME``."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only")
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(run_case(args.only)))
+        return
+    results = [run_isolated(script, name) for name in cases]
+    for r in results:
+        print(r)
+    (Path(script).resolve().parent / "results" / result_name).write_text(json.dumps(results, indent=1))

@@ -10,7 +10,6 @@ Two comparisons, each case in its own process (peak RSS is its own):
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import resource
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from isolated import run_isolated  # noqa: E402
+from isolated import run_cases  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 CASES = {
@@ -98,19 +97,5 @@ def run_case(name: str) -> dict:
             "weights_mib": round(s.summary().memory.weights / 2**20, 1), "estimate_mib": round(estimate)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--only")
-    args = parser.parse_args()
-    if args.only:
-        print(json.dumps(run_case(args.only)))
-        return
-    results = [run_isolated(__file__, name) for name in CASES]
-    for r in results:
-        print(r)
-    out = Path(__file__).resolve().parent / "results" / "llm_sft_cpu_2core.json"
-    out.write_text(json.dumps(results, indent=1))
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(__file__, CASES, run_case, "llm_sft_cpu_2core.json")

@@ -87,7 +87,7 @@ def test_summary_counts_and_memory_follow_freezing(bert):
     assert head.memory.gradients == 66 * 4 and head.memory.optimizer == 2 * 66 * 4
     assert head.memory.weights == full.memory.weights
     assert head.memory.activations < full.memory.activations
-    assert head.memory.total < full.memory.total
+    assert head.memory.training < full.memory.training
     # memory grows with batch and sequence length
     assert bert.summary(batch_size=32, seq_len=64).memory.activations > head.memory.activations
     text, html = repr(head), head._repr_html_()

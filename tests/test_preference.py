@@ -1,5 +1,6 @@
-"""Preference tuning (DPO, ORPO): the loss and rewards equal TRL's on the same tensors, the reference is the model
-with its adapter disabled (or a frozen copy), and the metrics reach the history. Generation before and after."""
+"""Preference tuning (DPO, ORPO): the loss and rewards equal TRL's on the same tensors, the reference is the policy
+as DPO started (a frozen snapshot of the adapter, or a frozen copy), and the metrics reach the history. Generation
+before and after."""
 
 from __future__ import annotations
 
@@ -79,6 +80,37 @@ def test_dpo_with_an_adapter_uses_the_disabled_adapter_as_reference_and_learns(c
     assert not s.training.objectives["dpo"].made_a_copy  # no copy of the model was made
     with s.adapters_disabled():  # the reference itself did not move
         assert s.evaluate(PREFS)["reward_margin"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dpo_after_sft_holds_the_policy_to_the_sft_model_not_the_base(chat_dir, tmp_path):
+    s = nbtune.load(chat_dir, task="causal-lm")
+    s.add_lora(r=8)
+    s.train([{"prompt": r["prompt"], "completion": r["chosen"]} for r in PREFS], max_steps=6, batch_size=4, lr=1e-2,
+            log=False, save_run=False)
+    sft = {n: p.detach().clone() for n, p in s.model.named_parameters() if p.requires_grad}
+    s.switch_task("dpo")
+    assert s.evaluate(PREFS)["reward_margin"] == pytest.approx(0.0, abs=1e-6)  # the SFT model is the reference
+    batch = s.tokenizer(["was the film good? yes it was a lovely film"], return_tensors="pt")
+    with torch.no_grad():
+        tuned = s.model(**batch).logits
+        with s.adapters_disabled():  # the base is not the reference: SFT moved the policy away from it
+            assert not torch.allclose(s.model(**batch).logits, tuned, atol=1e-3)
+    result = s.train(PREFS, max_steps=4, batch_size=4, lr=5e-3, log=False, save_run=False)
+    assert any("DPO reference: adapter 'default'" in m and "default_reference" in m for m in result.messages)
+    assert [a.name for a in s.adapters] == ["default", "default_reference"] and s.model.active_adapter == "default"
+    # the snapshot holds the SFT weights, frozen; the policy's adapter trained on and is still what trains
+    ref = dict(s.model.named_parameters())
+    assert all(torch.equal(ref[n.replace(".default.", ".default_reference.")], w) for n, w in sft.items())
+    assert sorted(s.trainable_parameters()) == sorted(sft)
+    assert any(not torch.equal(ref[n], w) for n, w in sft.items())
+    # the next run keeps the same reference (DPO continued, not restarted); a reloaded session too
+    s.train(PREFS, max_steps=2, batch_size=4, lr=5e-3, log=False, save_run=False)
+    assert all(torch.equal(ref[n.replace(".default.", ".default_reference.")], w) for n, w in sft.items())
+    before = s.evaluate(PREFS)
+    assert before["reward_margin"] > 0
+    s.save(tmp_path / "dpo")
+    again = nbtune.load(tmp_path / "dpo")
+    assert again.evaluate(PREFS)["reward_margin"] == pytest.approx(before["reward_margin"], abs=1e-5)
 
 
 def test_dpo_without_an_adapter_keeps_a_frozen_copy_as_reference(chat_dir):

@@ -4,13 +4,16 @@ columns, and the shipped sample when the hub cannot be reached (said in one line
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
 import pytest
 
-from nbtune.examples import load_public
+from nbtune.examples import load_public, public
 from nbtune.examples.public import DATASETS, PARQUET_CONVERSION, WNUT_TAGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +47,15 @@ def test_sample_splits_are_disjoint_and_in_the_tutorial_columns(monkeypatch):
     assert all(isinstance(s, list) and isinstance(t, list) for s, t in zip(tldr["source"], tldr["target"]))
 
 
-def test_hub_rows_are_converted_and_script_era_datasets_use_the_parquet_conversion(monkeypatch, capsys):
+def _reachable_hub(monkeypatch):
+    """As where the hub answers: no offline switch, and the reachability probe says yes."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(public, "hub_offline_reason", lambda switches=(): None)
+
+
+def test_hub_rows_are_converted_and_script_era_datasets_use_the_parquet_conversion(monkeypatch, capsys):
+    _reachable_hub(monkeypatch)
     asked = []
     features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                   "ner_tags": datasets.Sequence(datasets.ClassLabel(names=WNUT_TAGS))})
@@ -62,8 +71,7 @@ def test_hub_rows_are_converted_and_script_era_datasets_use_the_parquet_conversi
 
 
 def test_an_unreachable_hub_falls_back_with_the_reason(monkeypatch, capsys):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    _reachable_hub(monkeypatch)  # reachable, but the dataset call fails
 
     def refuse(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub")
@@ -84,3 +92,19 @@ def test_no_notebook_reads_the_shared_folder():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         sources = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
         assert "shared/data" not in sources and "DATA = " not in sources, path.name
+
+
+def test_offline_without_a_switch_falls_back_at_once_without_retries(tmp_path):
+    """No HF_*_OFFLINE set and the hub's host refuses: one line and the sample, not eleven "Retrying" lines and
+    25 s; a model id fails with one error that says offline."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE") and "PROXY" not in k.upper()}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+    code = ("import nbtune\nfrom nbtune.examples.public import load_public\n"
+            "print(len(load_public('sst2', n=4)))\n"
+            "try:\n    nbtune.load('org/some-model')\nexcept nbtune.ModelLoadError as e:\n    print('ERR', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Retrying" not in out and "127.0.0.1 cannot be reached" in out
+    assert [line for line in proc.stdout.splitlines() if "built-in sample" in line][0].startswith("SST-2")
+    assert "ERR Could not load 'org/some-model'" in out and "offline: 127.0.0.1 cannot be reached" in out

@@ -159,3 +159,67 @@ def test_all_linear_covers_4bit_layers_and_a_saved_folder_loads_for_another_task
     nbtune.load(chat_dir).save(tmp_path / "chat-model")
     again = nbtune.load(tmp_path / "chat-model", task="dpo")
     assert again.task == "preference" and again.objective == "dpo"
+
+
+def test_a_full_precision_save_reloaded_in_4bit_trains_only_what_is_chosen_and_says_so(chat_dir, tmp_path):
+    """A folder saved from a full-precision session (everything trainable) and loaded with quantize='4bit' must not
+    keep the embeddings and norms trainable (28.3M of SmolLM2's 134.5M did), and every view must say what trains."""
+    nbtune.load(chat_dir).save(tmp_path / "full")
+    q = nbtune.load(tmp_path / "full", quantize="4bit")
+    assert q.summary().trainable == 0 and not q.trainable_parameters()
+    assert any("saved in full precision" in n and "base starts frozen" in n for n in q.notes)
+    assert not any("the base is frozen" in n for n in q.notes)  # the load note no longer claims a state
+    assert "trains: nothing" in repr(q.summary())
+    q.unfreeze("all")  # asked for: norms and embeddings train, the packed weights cannot
+    text = repr(q.summary())
+    assert "trains: Embedding" in text and "LlamaRMSNorm" in text and "(5 modules)" in text
+    rows = {r.name: r for r in q.layers().rows}
+    assert rows["model.layers.0"].trainable_state == "partial"  # its norms train, its 4-bit Linear weights do not
+    assert rows["model.layers.0.input_layernorm"].trainable_state == "all"
+    assert rows["model.layers.0.self_attn.q_proj"].trainable_state == "none"
+
+
+def test_one_parameter_count_in_header_session_summary_and_saved_folder(chat_dir, tmp_path):
+    import json
+
+    from nbtune.core.training.events import FitStarted
+
+    s = nbtune.load(chat_dir, quantize="4bit")
+    s.add_lora(r=4, targets="all-linear")
+    summary = s.summary()
+    full = nbtune.load(chat_dir).summary()
+    lora = sum(p.numel() for n, p in s.model.named_parameters() if "lora_" in n)
+    assert summary.total == full.total + lora and summary.counts.base == full.total and summary.counts.adapter == lora
+    assert f"{human(full.total)} base + {human(lora)} adapter" in repr(summary)
+    started = []
+    s.train(TEXTS, max_steps=1, batch_size=8, log=False, save_run=False,
+            callbacks=[lambda e, control: started.append(e) if isinstance(e, FitStarted) else None])
+    assert (started[0].total_params, started[0].trainable) == (summary.total, summary.trainable)
+    s.save(tmp_path / "saved")
+    meta = json.loads((tmp_path / "saved" / "nbtune.json").read_text())
+    assert meta["parameters"] == {"total": summary.total, "base": full.total, "adapter": lora,
+                                  "trainable": summary.trainable}
+    assert nbtune.load(tmp_path / "saved").summary().total == summary.total
+
+
+def human(n):
+    from nbtune.render.format import human_count
+
+    return human_count(n)
+
+
+def test_the_estimate_covers_evaluation_at_its_batch_and_a_recipe_its_own_shapes(chat_dir):
+    s = nbtune.load(chat_dir, quantize="4bit")
+    s.add_lora(r=4)
+    one = s.summary(batch_size=1, seq_len=256)  # the evaluation batch follows the run's rule: 1 x 2 for an LM
+    assert one.memory.eval_batch_size == 2 and set(one.memory.phases) == {"training", "evaluation"}
+    big_eval = s.summary(batch_size=1, seq_len=256, eval_batch_size=64).memory
+    assert big_eval.peak_phase == "evaluation" and big_eval.total == big_eval.phases["evaluation"] > big_eval.training
+    assert "evaluation (batch 64)" in repr(s.summary(batch_size=1, seq_len=256, eval_batch_size=64))
+    tight = s.summary(batch_size=1, seq_len=256, eval_batch_size=64,
+                      device_memory=(big_eval.training + 2**20) / 2**30 / 0.9)
+    assert not tight.fit.fits and tight.fit.change.startswith("eval_batch_size=")  # training fits, evaluation not
+    from nbtune.core.workflows.finetune import RecipeResult
+
+    recipe = RecipeResult(s, train={"batch_size": 1, "max_length": 256}).summary().memory
+    assert (recipe.batch_size, recipe.seq_len) == (1, 256)

@@ -11,10 +11,11 @@ are then rough.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from nbtune.core.common.hub import DATASETS_OFFLINE, hub_offline_reason
 
 HERE = Path(__file__).resolve().parent
 PARQUET_CONVERSION = "refs/convert/parquet"
@@ -141,13 +142,6 @@ DATASETS = {d.name: d for d in [
 ]}
 
 
-def _offline() -> str | None:
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var} is set"
-    return None
-
-
 def load_public(name: str, split: str = "train", n: int | None = None, verbose: bool = True):
     """Rows of public dataset ``name`` (``sst2``, ``wnut17``, ``scitldr``, ``gsm8k``, ``preferences``, ``beans``)
     as a DataFrame.
@@ -161,7 +155,7 @@ def load_public(name: str, split: str = "train", n: int | None = None, verbose: 
     spec = DATASETS[name]
     if split not in spec.splits:
         raise ValueError(f"{spec.title} has no split {split!r}; choose one of {', '.join(spec.splits)}.")
-    reason = _offline()
+    reason = hub_offline_reason(DATASETS_OFFLINE)  # offline: the sample at once, not after 25 s of retries
     table = None
     if reason is None:
         try:

@@ -332,7 +332,7 @@ class NbtuneMagics(Magics):
         if args.output:
             self.shell.user_ns[args.output] = result
         if args.dry_run:
-            display(result.session.summary(seq_len=self.summary_seq_len))
+            display(result.summary())  # for the recipe's batch and length
             return None
         return result
 

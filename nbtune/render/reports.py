@@ -19,17 +19,29 @@ def _memory_rows(summary) -> list[list[str]]:
         ["gradients", human_bytes(mem.gradients)],
         ["AdamW state", human_bytes(mem.optimizer)],
         ["activations", human_bytes(mem.activations)],
-        ["total", human_bytes(mem.total)],
-    ]
+        ["training", human_bytes(mem.training)],
+    ] + ([[f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.phases["evaluation"])],
+          [f"run peak ({mem.peak_phase})", human_bytes(mem.total)]] if "evaluation" in mem.phases else [])
 
 
 def _headline(summary) -> str:
     c = summary.counts
     task = f" ({summary.task})" if summary.task else ""
+    parts = f": {human_count(c.base)} base + {human_count(c.adapter)} adapter" if c.adapter else ""
     return (
         f"{summary.model_name}{task}: {human_count(c.trainable)} trainable of {human_count(c.total)} "
-        f"parameters ({pct(c.trainable, c.total)})"
+        f"parameters ({pct(c.trainable, c.total)}){parts}"
     )
+
+
+def trains_line(counts) -> str:
+    """What trains, by kind: ``trains: adapter 4.9M; Embedding 28.3M (1 module); LlamaRMSNorm 35.1K (61 modules)``."""
+    if not counts.trains:
+        return "trains: nothing (unfreeze something or attach an adapter)"
+    groups = [f"adapter weights {human_count(g.params)}" if g.kind == "adapter" else
+              f"{g.kind} {human_count(g.params)} ({g.modules} module{'s' if g.modules != 1 else ''})"
+              for g in counts.trains]
+    return "trains: " + "; ".join(groups)
 
 
 def _fit_html(fit) -> str:
@@ -48,6 +60,7 @@ def summary_text(summary) -> str:
         f"Estimated training memory ({summary.memory.assumptions}):",
         text_table(["part", "size"], _memory_rows(summary), right={1}),
     ]
+    parts.insert(1, trains_line(summary.counts))
     if summary.processor:
         parts.insert(1, f"processor: {summary.processor}")
     if summary.fit is not None:
@@ -66,7 +79,8 @@ def summary_html(summary) -> str:
     notes = "".join(f"<li>{esc(n)}</li>" for n in summary.notes)
     processor = f"<small>processor: {esc(summary.processor)}</small>" if summary.processor else ""
     return (
-        f'<div class="nbtune-summary"><b>{esc(_headline(summary))}</b>{bar}{processor}'
+        f'<div class="nbtune-summary"><b>{esc(_headline(summary))}</b>{bar}'
+        f'<small>{esc(trains_line(summary.counts))}</small><br>{processor}'
         f'<div style="display:flex;gap:2em;align-items:flex-start">'
         f"<div>{html_table(['module', 'type', 'params', 'trainable', '%'], _module_rows(summary), right={2, 3, 4})}</div>"
         f"<div><i>Estimated training memory</i>"

@@ -13,7 +13,7 @@ from torch import nn
 
 from nbtune.core.common.changes import Change
 from nbtune.core.common.errors import NbtuneError
-from nbtune.core.model.inspect import trainable_counts, trainable_state
+from nbtune.core.model.inspect import can_train, trainable_counts, trainable_state
 from nbtune.core.model.params import param_numel
 from nbtune.render.format import esc, human_count, message, muted
 from nbtune.render.tree import state_mark
@@ -59,7 +59,8 @@ class _Row:
         self.owner.apply("unfreeze" if change["new"] else "freeze", self.selector, self)
 
     def refresh(self) -> None:
-        total, trainable = trainable_counts(self.module.named_parameters(prefix=self.name))
+        named = list(self.module.named_parameters(prefix=self.name))
+        total, trainable = trainable_counts(named)
         state = trainable_state(trainable, total)
         self.state = state
         self.owner.updating = True
@@ -67,7 +68,7 @@ class _Row:
             # A partly trainable subtree shows ticked, so one click freezes all of it (the common wish after
             # attaching LoRA); ticking again unfreezes all of it.
             self.checkbox.value = state != "none"
-            self.checkbox.disabled = total == 0
+            self.checkbox.disabled = not can_train(named)  # only packed 4/8-bit weights: an adapter trains them
         finally:
             self.owner.updating = False
         shown_name = self.name if self.full_name else self.name.rsplit(".", 1)[-1]

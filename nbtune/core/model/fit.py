@@ -78,9 +78,22 @@ def fit_verdict(model: nn.Module, memory: MemoryEstimate, precision: str = "auto
     checkpointing = gradient_checkpointing_on(model)
     quantized = quantization_of(model) is not None
 
-    def estimate(b: int, s: int, gc: bool, q: str | None) -> int:
-        return estimate_memory(model, b, s, precision=precision, gradient_checkpointing=gc, quantize=q).total
+    # a smaller training batch brings evaluation's down too, as the run sizes it (a multiple of batch_size)
+    eval_ratio = memory.eval_batch_size / batch if memory.eval_batch_size else 0
 
+    def estimate(b: int, s: int, gc: bool, q: str | None, e: int | None = None) -> int:
+        e = e or (max(1, round(b * eval_ratio)) if eval_ratio else None)
+        return estimate_memory(model, b, s, precision=precision, gradient_checkpointing=gc, quantize=q,
+                               eval_batch_size=e).total
+
+    if memory.training <= usable and memory.eval_batch_size:  # only evaluation does not fit: a smaller eval batch
+        smaller = memory.eval_batch_size
+        while smaller > 1:
+            smaller //= 2
+            needs = estimate(batch, seq, checkpointing, None, smaller)
+            if needs <= usable:
+                verdict.change, verdict.change_needs = f"eval_batch_size={smaller}", needs
+                return verdict
     options: list[tuple[str, int, int, bool, str | None]] = []  # (change, batch, seq, checkpointing, quantize)
     if not checkpointing:
         options.append(("gradient checkpointing (s.gradient_checkpointing = True)", batch, seq, True, None))

@@ -32,11 +32,11 @@ class ModuleInfo:
     device: str = ""
     n_children: int = 0
     folded: int = 0
-    trainable_capacity: int | None = None  # parameters that can train: all but peft's frozen head backup
+    trainable_capacity: int | None = None  # parameters besides peft's frozen head backup (trainable_counts)
 
     @property
     def capacity(self) -> int:
-        """Parameters under this module that can train (``trainable_counts``)."""
+        """Parameters under this module that count for its trainable state (``trainable_counts``)."""
         return self.total_params if self.trainable_capacity is None else self.trainable_capacity
 
     @property
@@ -51,11 +51,18 @@ class ModuleInfo:
 
 
 def trainable_counts(named_params) -> tuple[int, int]:
-    """(parameters that can train, parameters that train) among ``(name, parameter)`` pairs with full names.
-    peft's frozen backup of a head it trains (``classifier.original_module``) never trains, nor does a 4/8-bit
-    quantized weight, so they are left out: a fully trained head counts as all trainable."""
-    live = [p for n, p in named_params if not is_shadow_param(n) and not is_quantized_param(p)]
+    """(parameters, parameters that train) among ``(name, parameter)`` pairs with full names, for the trainable
+    state a tree shows. peft's frozen backup of a head it trains (``classifier.original_module``) never trains, so
+    it is left out: a fully trained head counts as all trainable. A 4/8-bit packed weight counts (it is part of the
+    module and does not train), so a 4-bit block whose norms train shows as partial, not as trainable."""
+    live = [p for n, p in named_params if not is_shadow_param(n)]
     return sum(param_numel(p) for p in live), sum(param_numel(p) for p in live if p.requires_grad)
+
+
+def can_train(named_params) -> bool:
+    """Whether anything among ``(name, parameter)`` pairs could be unfrozen (not only packed 4/8-bit weights or
+    peft's frozen backups)."""
+    return any(not is_shadow_param(n) and not is_quantized_param(p) for n, p in named_params)
 
 
 def trainable_state(trainable: int, capacity: int) -> str:

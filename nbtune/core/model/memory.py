@@ -6,7 +6,7 @@ and what should I change", not to predict the allocator to the megabyte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -22,7 +22,9 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 @dataclass
 class MemoryEstimate:
-    """Estimated bytes for one training step with AdamW. ``activations`` is None when unknown."""
+    """Estimated bytes for one training step with AdamW, and for the run's other phases. ``activations`` is None
+    when unknown. ``phases``: the peak of each phase the estimate covers (``"training"``, and ``"evaluation"`` at
+    its batch size when one was given); ``total`` is the largest, what the run needs."""
 
     weights: int
     gradients: int
@@ -31,10 +33,21 @@ class MemoryEstimate:
     batch_size: int
     seq_len: int
     assumptions: str
+    phases: dict[str, int] = field(default_factory=dict)
+    eval_batch_size: int | None = None
+
+    @property
+    def training(self) -> int:
+        return self.weights + self.gradients + self.optimizer + (self.activations or 0)
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + (self.activations or 0)
+        return max([self.training, *self.phases.values()])
+
+    @property
+    def peak_phase(self) -> str:
+        """The phase that needs the most memory (``"training"`` when the phases tie)."""
+        return max(self.phases, key=lambda k: (self.phases[k], k == "training"), default="training")
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,9 @@ def _config_dims(model: nn.Module) -> _Dims | None:
 # Bytes per element of the LM head's logits held at the peak of a step: the logits at the compute dtype, the float32
 # copy the loss makes, log-softmax's saved output and the gradient coming back through them.
 _LOGIT_BYTES = {4: 12, 2: 14}
+# ... and at the peak of an evaluation batch (no gradient): the logits, their float32 copy and log-softmax's output
+# while the loss is computed; the logits stay alive until the batch's metrics are read.
+_EVAL_LOGIT_BYTES = {4: 12, 2: 14}
 
 
 def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int) -> float:
@@ -149,7 +165,7 @@ def saved_activation_bytes(model: nn.Module, forward) -> int:
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                     compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
                     gradient_checkpointing: bool | None = None, quantize: str | None = None,
-                    measured=None) -> MemoryEstimate:
+                    measured=None, eval_batch_size: int | None = None) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -162,6 +178,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     frozen, without gradients (an adapter trains instead). ``measured``: for models whose sizes no config gives,
     a callable returning (activation bytes that ``saved_activation_bytes`` measured in float32, at that many
     examples, what one example was) or None; they are scaled to ``batch_size`` and the compute dtype.
+    ``eval_batch_size``: also estimate an evaluation batch of that size (no gradients, but a language model's
+    vocabulary-wide logits for every token at once), which can need more than training at a small batch.
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
@@ -218,7 +236,26 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                        f"one forward of {examples} keeps for backward, scaled to the batch)")
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
-    return MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions)
+    estimate = MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions,
+                              eval_batch_size=eval_batch_size)
+    estimate.phases["training"] = estimate.training
+    if eval_batch_size and dims:
+        estimate.phases["evaluation"] = weights + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes)
+    if estimate.peak_phase != "training":
+        estimate.assumptions += (f"; the run peaks in {estimate.peak_phase} (batch {eval_batch_size}): lower "
+                                 "eval_batch_size to bring it down")
+    return estimate
+
+
+def _evaluation_bytes(model: nn.Module, d: _Dims, batch_size: int, seq_len: int, act_bytes: int) -> int:
+    """What one evaluation batch holds besides the weights: one block's live tensors at a time (nothing is kept for
+    backward) and, for a language model, the logits of every token with the loss's float32 copies."""
+    tokens = batch_size * seq_len
+    block = tokens * (4 * d.hidden + (3 if d.gated_mlp else 2) * d.intermediate) * act_bytes
+    if d.eager_attention:
+        block += batch_size * d.heads * seq_len * seq_len * act_bytes * 2
+    head = tokens * d.vocab * _EVAL_LOGIT_BYTES.get(act_bytes, 8) if _is_lm(model) else tokens * d.hidden * 4
+    return int(block + head)
 
 
 def _would_quantize(model: nn.Module, index: ParamIndex) -> set[str]:

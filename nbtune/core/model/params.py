@@ -1,8 +1,10 @@
 """Parameter bookkeeping: one accountant for every count nbtune shows.
 
-Tied weights (GPT-2's ``lm_head`` and ``wte``) are counted once, 4-bit packed weights by their real
-element count, and everything is keyed by the *canonical* name (the first name ``named_parameters``
-gives), so counts agree with what ``save()`` writes.
+How nbtune counts, everywhere (session, summary, training header, run folder, saved folder): every parameter the
+model holds, adapters included (the total is base + adapter, stated apart when an adapter is attached); tied
+weights (GPT-2's ``lm_head`` and ``wte``) once; a 4-bit packed weight by the values it stands for (two per byte),
+not by its bytes, so a 4-bit model counts as its full-precision original. Everything is keyed by the *canonical*
+name (the first name ``named_parameters`` gives), so counts agree with what ``save()`` writes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from nbtune.core.model.architecture import unwrap
+from nbtune.core.model.architecture import is_adapter_param, unwrap
 
 
 def param_numel(param: torch.Tensor) -> int:
@@ -120,6 +122,15 @@ class ModuleCount:
 
 
 @dataclass
+class TrainGroup:
+    """Trainable parameters of one kind: ``"adapter"`` (peft's weights) or the class of the modules owning them."""
+
+    kind: str
+    modules: int
+    params: int
+
+
+@dataclass
 class ParamCounts:
     """Total and trainable parameter counts, overall, per top-level module and per dtype."""
 
@@ -129,6 +140,12 @@ class ParamCounts:
     by_dtype: dict[str, int] = field(default_factory=dict)
     trainable_bytes: int = 0
     total_bytes: int = 0
+    adapter: int = 0  # of ``total``: parameters peft added (adapter weights, soft prompts, trained head copies)
+    trains: list[TrainGroup] = field(default_factory=list)  # what trains, by kind, largest first
+
+    @property
+    def base(self) -> int:
+        return self.total - self.adapter
 
     @property
     def frozen(self) -> int:
@@ -142,14 +159,15 @@ class ParamCounts:
 def count_params(model: nn.Module, depth: int = 1) -> ParamCounts:
     """Count parameters of ``model``; ``by_module`` lists the modules ``depth`` levels down."""
     index = ParamIndex(model)
-    total = trainable = total_bytes = trainable_bytes = 0
+    total = trainable = total_bytes = trainable_bytes = adapter = 0
     by_dtype: dict[str, int] = defaultdict(int)
-    for param in index.params.values():
+    for name, param in index.params.items():
         n = param_numel(param)
         nbytes = param_bytes(param)
         total += n
         total_bytes += nbytes
         by_dtype[param_dtype(param)] += n
+        adapter += n if is_adapter_param(name) else 0
         if param.requires_grad:
             trainable += n
             trainable_bytes += nbytes
@@ -179,4 +197,24 @@ def count_params(model: nn.Module, depth: int = 1) -> ParamCounts:
         tot = sum(param_numel(p) for p in direct)
         tr = sum(param_numel(p) for p in direct if p.requires_grad)
         by_module.append(ModuleCount("(root)", type(model).__name__, tot, tr))
-    return ParamCounts(total, trainable, by_module, dict(by_dtype), trainable_bytes, total_bytes)
+    return ParamCounts(total, trainable, by_module, dict(by_dtype), trainable_bytes, total_bytes, adapter,
+                       _trains(model))
+
+
+def _trains(model: nn.Module) -> list[TrainGroup]:
+    """Trainable parameters grouped by what owns them: adapter weights, else the owning module's class."""
+    modules: dict[str, int] = defaultdict(int)
+    params: dict[str, int] = defaultdict(int)
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        kinds = set()
+        for name, param in module.named_parameters(prefix=module_name, recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            kind = "adapter" if is_adapter_param(name) else type(module).__name__
+            params[kind] += param_numel(param)
+            kinds.add(kind)
+        for kind in kinds:
+            modules[kind] += 1
+    return sorted((TrainGroup(k, modules[k], params[k]) for k in params), key=lambda g: -g.params)

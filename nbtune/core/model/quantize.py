@@ -165,11 +165,11 @@ def describe(quantize: str | None, device: torch.device, gradient_checkpointing:
     notes: list[str] = []
     if quantize == "4bit":
         notes.append(f"weights quantized to 4 bits (NF4, double quantization) by bitsandbytes on {device.type}, "
-                     f"computing in {str(compute_dtype_for(device)).replace('torch.', '')}; the base is frozen: "
-                     "attach an adapter (s.add_lora()) to train")
+                     f"computing in {str(compute_dtype_for(device)).replace('torch.', '')}; packed weights never train: "
+                     "attach an adapter (s.add_lora()) to train them")
     elif quantize == "8bit":
-        notes.append(f"weights quantized to 8 bits (LLM.int8()) by bitsandbytes on {device.type}; the base is "
-                     "frozen: attach an adapter (s.add_lora()) to train")
+        notes.append(f"weights quantized to 8 bits (LLM.int8()) by bitsandbytes on {device.type}; packed "
+                     "weights never train: attach an adapter (s.add_lora()) to train them")
     if gradient_checkpointing:
         notes.append("gradient checkpointing on (non-reentrant): blocks recompute their activations in backward")
     return notes

@@ -79,6 +79,12 @@ class Objective:
                                    f"(its settings: {known}).")
         return cls.settings_class(**values)
 
+    # -- the run ----------------------------------------------------------------------------------------------
+    def start(self, session) -> list[str]:
+        """Called once per training run, after every check and before the run's folder records the session: set
+        up what the objective keeps on the model (DPO's reference adapter). Returns notes for the run's header."""
+        return []
+
     # -- the step ---------------------------------------------------------------------------------------------
     def prepare(self, model, batch: dict[str, Any], task) -> Any:
         """The no-grad phase before the loss; nothing by default."""

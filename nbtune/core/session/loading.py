@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from nbtune.core.common.errors import ModelLoadError, few
+from nbtune.core.common.hub import hub_offline_reason
 from nbtune.core.common.plugins import import_plugins
 from nbtune.core.common.quiet import quietly
 from nbtune.core.common.seeding import DEFAULT_SEED, derived_seed, seeded
@@ -110,6 +111,9 @@ def _locate(source: str | os.PathLike, gguf_file: str | None) -> tuple[str, str,
 
 def _hub_error(source: str, exc: Exception, allow_pickle: bool = True) -> ModelLoadError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    offline = hub_offline_reason()
+    if offline is not None:
+        reason = f"offline: {offline}; not in the local cache either"
     pickle_only = "" if allow_pickle or "safetensors" not in str(exc) else (
         " The repository may hold its weights only as a pickle file (pytorch_model.bin): if you trust its "
         "author, pass allow_pickle=True.")
@@ -145,12 +149,13 @@ def check_weight_files(kind: str, location: str, allow_pickle: bool) -> bool | N
     return False if pickles else None
 
 
-def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_code: bool, revision: str | None):
+def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_code: bool, revision: str | None,
+                 local_only: bool = False):
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(location, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
-                                          revision=revision)
+                                          revision=revision, local_files_only=local_only)
     except OSError as exc:
         if kind == "hub":
             raise _hub_error(location, exc) from None
@@ -170,7 +175,7 @@ def _load_config(kind: str, location: str, gguf_file: str | None, trust_remote_c
 
 
 def _load_processor(processor, location: str | None, gguf_file: str | None, trust_remote_code: bool,
-                    revision: str | None, notes: list[str]):
+                    revision: str | None, notes: list[str], local_only: bool = False):
     """The model's processor, found as ``transformers.AutoProcessor`` finds it (a processor config, then an image
     processor, a feature extractor or a video processor, then a tokenizer); a GGUF file holds a tokenizer only."""
     if processor is False or (processor is None and location is None):
@@ -183,8 +188,9 @@ def _load_processor(processor, location: str | None, gguf_file: str | None, trus
     try:
         if gguf_file and processor is None:
             return AutoTokenizer.from_pretrained(where, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
-                                                 revision=revision)
-        return AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code, revision=revision)
+                                                 revision=revision, local_files_only=local_only)
+        return AutoProcessor.from_pretrained(where, trust_remote_code=trust_remote_code, revision=revision,
+                                             local_files_only=local_only)
     except (OSError, ValueError, TypeError) as exc:
         if processor is not None:
             raise ModelLoadError(f"Could not load a processor (tokenizer, image processor or feature extractor) from "
@@ -429,7 +435,9 @@ def _load_model(
     if quantize and not weights:
         raise ModelLoadError("quantize needs weights to quantize; weights=False builds an empty (meta) model. "
                              "Drop one of them: summary() on a meta model already estimates a 4-bit load.")
-    config = _load_config(kind, location, gguf_file, trust_remote_code, revision)
+    # offline with no switch set: cached files only, at once (the libraries would retry for about 25 s a file)
+    offline = hub_offline_reason() if kind == "hub" else None
+    config = _load_config(kind, location, gguf_file, trust_remote_code, revision, local_only=offline is not None)
     spec = resolve_task(task, config, location, kind)
     if torch_dtype is None:
         torch_dtype = default_dtype(issubclass(spec, GenerativeTask), quantize)
@@ -443,7 +451,8 @@ def _load_model(
         notes.append("built from the config on the meta device (weights=False): inspect only, no training")
     else:
         kwargs = dict(config=config, gguf_file=gguf_file, trust_remote_code=trust_remote_code, revision=revision,
-                      output_loading_info=True, **quantize_kwargs(quantize), **model_kwargs)
+                      output_loading_info=True, **quantize_kwargs(quantize),
+                      **{"local_files_only": offline is not None, **model_kwargs})
         if torch_dtype is not None:
             kwargs["dtype"] = torch_dtype
         if num_labels is not None or labels is not None:
@@ -480,7 +489,8 @@ def _load_model(
                                                              for k in info.get("mismatched_keys") or []})
         if fresh:
             notes.append(f"newly initialised (not in the checkpoint): {few(fresh, 4)}; train them before use")
-    processor = _load_processor(processor, location, gguf_file, trust_remote_code, revision, notes)
+    processor = _load_processor(processor, location, gguf_file, trust_remote_code, revision, notes,
+                                local_only=offline is not None)
     _ensure_pad_token(model, processor, notes)
     src = ModelSource(kind, location, gguf_file, weights, trust_remote_code, revision, quantize)
     return Session(model, processor, task=spec.name, source=src, notes=notes, seed=seed)

@@ -42,8 +42,8 @@ from nbtune.core.model.architecture import (
     is_under,
     unwrap,
 )
-from nbtune.core.model.params import copy_tensors
-from nbtune.core.model.quantize import is_quantized_param
+from nbtune.core.model.params import copy_tensors, count_params
+from nbtune.core.model.quantize import is_quantized_param, quantization_of
 from nbtune.core.tasks import is_labelled
 
 META_FILE = "nbtune.json"
@@ -195,6 +195,13 @@ def _stored_by_peft(model) -> set[str]:
     return stored
 
 
+def _parameters(model) -> dict[str, int]:
+    """The session's counts as the summary gives them (``nbtune.core.model.params``: adapters included, 4-bit
+    weights by the values they hold), so the folder states the number every view shows."""
+    counts = count_params(model)
+    return {"total": counts.total, "base": counts.base, "adapter": counts.adapter, "trainable": counts.trainable}
+
+
 def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -> dict[str, Any]:
     source = asdict(session.source)
     if source.get("location") and source["kind"] in ("folder", "gguf"):
@@ -218,6 +225,7 @@ def _metadata(session, peft: bool, trainable: list[str], trainable_saved: int) -
         "trainable": trainable,
         "trained": sorted(session.trained_params),  # frozen since, but changed: a later save must keep them too
         "trainable_numel": trainable_saved,
+        "parameters": _parameters(session.model),
         "freeze_log": [[a, list(s)] for a, s in session.freeze_log],
         "seed": session.seed,
         "plugins": session.plugin_modules(),  # imported again on reloading: they define the task, model class...
@@ -296,6 +304,18 @@ def restore(session, folder: str | os.PathLike, meta: dict[str, Any]) -> None:
             )
         copy_tensors(own, state)
     trainable = set(meta["trainable"])
+    newly_quantized = quantization_of(session.model) is not None and not (meta.get("base") or {}).get("quantize")
+    if newly_quantized:
+        # Saved in full precision, reloaded with quantize=...: the saved trainable set described a model whose
+        # weights could all train (a full fine-tune's default). Its packed weights cannot, and what would be left
+        # of it (embeddings and norms) is nobody's choice: the base starts frozen, as any k-bit load does, and only
+        # adapters keep training.
+        base_trainable = [n for n in trainable if not is_adapter_param(n)]
+        trainable -= set(base_trainable)
+        if base_trainable:
+            session.notes.append(f"{folder} was saved in full precision with {len(base_trainable)} base tensors "
+                                 "trainable; reloaded quantized, the base starts frozen and only adapters train: "
+                                 "unfreeze(...) what should train besides an adapter")
     for name, param in session.model.named_parameters():
         # a base reloaded with quantize=... keeps its packed weights frozen: they train through an adapter
         param.requires_grad_(name in trainable and not is_quantized_param(param))

@@ -157,19 +157,25 @@ class Session:
         return freeze_mod.select(self.model, *selectors)
 
     def summary(self, batch_size: int = 8, seq_len: int = 128, precision: str = "auto",
-                device_memory: float | None = None, image_size: int | None = None) -> Summary:
+                device_memory: float | None = None, image_size: int | None = None,
+                eval_batch_size: int | None = None) -> Summary:
         """Total and trainable parameters (overall and per top-level module), estimated training memory, and whether
         a step fits on the detected device (if not, the change that would make it fit).
 
         ``precision`` as in ``train``: ``"auto"`` estimates for what training would pick here (bf16 activations on
         an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU). ``device_memory`` (GiB) judges the fit for another
         device, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4. Images:
-        ``image_size`` (default: the processor's), activation memory measured for models no config describes."""
+        ``image_size`` (default: the processor's), activation memory measured for models no config describes.
+        ``eval_batch_size``: the evaluation batch the run will use (default: as ``train`` picks it, ``batch_size``
+        times the task's factor); the estimate and the fit cover the larger of training and evaluation."""
         counts = count_params(self.model)
+        if eval_batch_size is None and self.task is not None:
+            eval_batch_size = batch_size * handler_for(self).eval_batch_factor
         size = image_size or self.modality.example_size(self, seq_len)
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
-                                 measured=lambda: measured_activations(self, image_size))
+                                 measured=lambda: measured_activations(self, image_size),
+                                 eval_batch_size=eval_batch_size)
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,

@@ -21,7 +21,7 @@ from nbtune.core.common.errors import OutOfMemoryError, TrainingError
 from nbtune.core.common.interrupts import deferred_interrupts
 from nbtune.core.data.batching import split_batch, to_device
 from nbtune.core.model.architecture import unwrap
-from nbtune.core.model.params import copy_tensors
+from nbtune.core.model.params import copy_tensors, count_params
 from nbtune.core.model.precision import autocast, describe_precision
 from nbtune.core.objectives import objective_for
 from nbtune.core.tasks.handlers import handler_for
@@ -130,6 +130,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
 
     # 2. Apply: label names, the checkpoint, optimizer and scheduler; an interrupt waits until all of it is done.
     with deferred_interrupts():
+        notes.extend(objective.start(session))  # before the run folder records the session it starts from
         if recorder is not None:
             if new_run:  # data only Python can hold (raw_data tasks) is not copied
                 recorder.create(*((None, None) if handler.raw_data else (train_table, eval_table)))
@@ -461,9 +462,9 @@ class _Run:
         outcome, reason, error = Outcome.COMPLETED, "completed", None
         try:
             ckpt_mod.set_rng_state(pos.rng)  # resuming: the same dropout masks as an uninterrupted run
+            counts = count_params(self.model)  # the session's and the summary's count (4-bit weights unpacked)
             self.emit(FitStarted(self.state.runs, pos.total_steps, pos.steps_per_epoch, cfg.epochs, pos.run_step,
-                                 len(self.loader.dataset), sum(p.numel() for p in self.params),
-                                 sum(p.numel() for p in self.model.parameters()), str(self.accelerator.device),
+                                 len(self.loader.dataset), counts.trainable, counts.total, str(self.accelerator.device),
                                  describe_precision(self.state.precision), cfg.to_dict(), tuple(self.state.history.rows)))
             self.session.train_mode()
             self._steps()

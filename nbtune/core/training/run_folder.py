@@ -29,6 +29,7 @@ from typing import Any
 
 from nbtune.core.common.errors import RecipeError, TrainingError
 from nbtune.core.common.version import __version__
+from nbtune.core.model.params import count_params
 from nbtune.core.training.callbacks import Callback
 from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.events import CheckpointSaved, Control, FitEnded, FitStarted, Outcome, StepEnded
@@ -136,7 +137,7 @@ class RunRecorder(Callback):
         if train_table is not None:
             self._copy_data(train_table, eval_table)
         self._write_recipe()
-        s, counts = self.session, self.session.summary()
+        s, counts = self.session, count_params(self.session.model)
         _write_json(self.folder / RUN_FILE, {
             "name": self.folder.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "nbtune_version": __version__,
             "model": s.name, "source": asdict(s.source), "task": s.task, "method": what_trains(s.model),

@@ -9,6 +9,7 @@ from nbtune.core.common.errors import RecipeError
 from nbtune.core.recipes.build import build_session
 from nbtune.core.recipes.spec import parse_recipe, resolve
 from nbtune.core.session.export import Recipe
+from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.runtime import current_accelerator
 from nbtune.core.workflows.compare import race
 from nbtune.render.training import recipe_html, recipe_text
@@ -23,6 +24,16 @@ class RecipeResult:
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     saved: Any = None
+    train: dict[str, Any] = field(default_factory=dict)  # the recipe's training settings
+
+    def summary(self):
+        """The session's summary for the run the recipe trains: its batch size, length and evaluation batch (the
+        training defaults where the recipe names none), not the summary's generic 8 x 128."""
+        defaults = TrainConfig()
+        batch = self.train.get("batch_size") or defaults.batch_size
+        return self.session.summary(batch_size=batch, seq_len=self.train.get("max_length") or defaults.max_length,
+                                    eval_batch_size=self.train.get("eval_batch_size"),
+                                    precision=self.train.get("precision") or defaults.precision)
 
     @property
     def history(self):
@@ -58,14 +69,14 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
                     setups=resolve(recipe.race, namespace, "race"), task=recipe.task, progress=progress, log=log,
                     **resolve(recipe.load, namespace, "the load settings"), **settings)
     session = build_session(recipe, namespace)
-    result = RecipeResult(session)
+    settings = {**recipe.train, **(train_overrides or {})}
+    result = RecipeResult(session, train=dict(settings))
     if dry_run:
         return result
     columns = {k: v for k, v in data.items() if k not in ("train", "eval")}
     eval_data = data.get("eval")
     if recipe.evaluate and eval_data is not None:
         result.before = session.evaluate(eval_data, columns=columns)
-    settings = {**recipe.train, **(train_overrides or {})}
     settings.setdefault("columns", columns)
     result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, progress=progress,
                                resume=resume, **settings)
