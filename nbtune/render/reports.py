@@ -20,8 +20,8 @@ def _memory_rows(summary) -> list[list[str]]:
         ["AdamW state", human_bytes(mem.optimizer)],
         ["activations", human_bytes(mem.activations)],
         ["training", human_bytes(mem.training)],
-    ] + ([[f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.phases["evaluation"])],
-          [f"run peak ({mem.peak_phase})", human_bytes(mem.total)]] if "evaluation" in mem.phases else [])
+    ] + ([[f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.evaluation)],
+          [f"run peak ({mem.peak_phase})", human_bytes(mem.total)]] if mem.evaluation is not None else [])
 
 
 def _headline(summary) -> str:

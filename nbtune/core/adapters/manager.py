@@ -230,18 +230,28 @@ def disabled(model: nn.Module):
         yield
 
 
+@contextlib.contextmanager
+def _trainable_kept(model: nn.Module):
+    """Put every parameter's ``requires_grad`` back as it was after the block (peft's ``set_adapter`` marks the
+    adapter it activates trainable); yields the flags by name."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        yield flags
+    finally:
+        _restore_flags(model, flags)
+
+
 def snapshot(model: nn.Module, name: str, copy_name: str) -> None:
     """Add adapter ``copy_name``: a frozen copy of adapter ``name``'s current weights (peft's own state dict), for
     a reference such as DPO's. What trains and which adapter is active do not change."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     require_peft(model, "copy an adapter")
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=name).items()}
-    model.add_adapter(copy_name, copy.deepcopy(model.peft_config[name]))
-    set_peft_model_state_dict(model, state, adapter_name=copy_name)
-    model.set_adapter(name)
-    _restore_flags(model, flags)
+    with _trainable_kept(model) as flags:
+        model.add_adapter(copy_name, copy.deepcopy(model.peft_config[name]))
+        set_peft_model_state_dict(model, state, adapter_name=copy_name)
+        model.set_adapter(name)
     for n, p in model.named_parameters():
         if n not in flags:  # the copy's own weights
             p.requires_grad_(False)
@@ -249,16 +259,15 @@ def snapshot(model: nn.Module, name: str, copy_name: str) -> None:
 
 @contextlib.contextmanager
 def running(model: nn.Module, name: str):
-    """Run adapter ``name`` for the block (a forward under a reference adapter), then the active one again; what
-    trains is put back exactly (peft's ``set_adapter`` marks the adapter it activates trainable)."""
+    """Run adapter ``name`` for the block (a forward under a reference adapter), then the active one again, with
+    what trains put back exactly."""
     previous = model.active_adapter
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    model.set_adapter(name, inference_mode=True)
-    try:
-        yield
-    finally:
-        model.set_adapter(previous)
-        _restore_flags(model, flags)
+    with _trainable_kept(model):
+        model.set_adapter(name, inference_mode=True)
+        try:
+            yield
+        finally:
+            model.set_adapter(previous)
 
 
 def _settle_trained_copies(model: nn.Module, active: str) -> None:

@@ -69,7 +69,7 @@ class DPO(PreferenceMetrics, Objective):
         """Snapshot the active adapter as the reference the first time DPO trains it."""
         model = session.model
         if not is_peft_model(model):
-            return ["DPO reference: a frozen copy of the model as this DPO run starts"]
+            return ["DPO reference: a frozen copy of the model, made at DPO's first step on it and kept for later runs"]
         reference = self.reference_adapter(model)
         if reference in model.peft_config:
             return [f"DPO reference: adapter {reference!r}, the policy as DPO first started (delete it to take a "

@@ -169,8 +169,8 @@ class Session:
         ``eval_batch_size``: the evaluation batch the run will use (default: as ``train`` picks it, ``batch_size``
         times the task's factor); the estimate and the fit cover the larger of training and evaluation."""
         counts = count_params(self.model)
-        if eval_batch_size is None and self.task is not None:
-            eval_batch_size = batch_size * handler_for(self).eval_batch_factor
+        if self.task is not None:
+            eval_batch_size = handler_for(self).eval_batch(batch_size, eval_batch_size)
         size = image_size or self.modality.example_size(self, seq_len)
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,

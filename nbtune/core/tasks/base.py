@@ -35,6 +35,12 @@ class TaskHandler:
     modality = "text"  # what its inputs are (nbtune.core.data.modality): batch sizes, probes, storage ask it
 
     @classmethod
+    def eval_batch(cls, batch_size: int, eval_batch_size: int | None = None) -> int:
+        """The evaluation batch of a run at ``batch_size``: ``eval_batch_size`` if given, else ``batch_size`` times
+        ``eval_batch_factor`` (evaluation and the memory estimate both size it so)."""
+        return eval_batch_size or batch_size * cls.eval_batch_factor
+
+    @classmethod
     def problem_type(cls, num_labels: int) -> str | None:
         """The ``config.problem_type`` for a head of ``num_labels`` outputs (transformers picks the loss by it);
         None: leave it to transformers."""

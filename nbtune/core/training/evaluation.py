@@ -23,7 +23,7 @@ def evaluate_features(session, handler, objective, features: Features, cfg: Trai
     Batches go longest first in length order, so padding is near zero; what the task collects per example is put
     back in input order before its metrics see it (extractive QA maps windows to examples by position).
     """
-    batch_size = cfg.eval_batch_size or cfg.batch_size * handler.eval_batch_factor
+    batch_size = handler.eval_batch(cfg.batch_size, cfg.eval_batch_size)
     loader = make_loader(features, handler.eval_collator(session, cfg), batch_size, cfg.seed, shuffle=False,
                          group_by_length=True)
     order = loader.batch_sampler.order()
