@@ -4,9 +4,11 @@ SFT, batch 1 x 256; evaluation at the language-model default of 32 x 256) and an
 fine-tuning for classification, batch 32 x 128; evaluation at 64 x 128). Each case runs in its own process; the
 texts are long enough that every batch reaches the length estimated for (padding is dynamic).
 
-Measured = the phase's peak RSS (VmHWM, reset after loading through /proc/self/clear_refs, so loading's own peak
-is left out) minus the process's RSS before the model was loaded (Python, torch and the data). Target: within
-+-25% of the estimate.
+Measured = the phase's peak RSS above the loaded model (VmHWM, reset after loading through /proc/self/clear_refs,
+minus VmRSS then) plus the weights: what the run adds to a loaded session, which is what the fit verdict compares
+with the memory available after loading. Target: within +-25% of the estimate. Also reported, as the issue first
+measured it: the process's whole peak over its RSS before loading, which adds what loading leaves resident (for the
+4-bit load, pages of the float32 checkpoint still mapped and freed quantization buffers).
 
     .venv/bin/python bench/memory_truth.py       # writes bench/results/memory_truth_cpu_2core.json
 """
@@ -74,12 +76,13 @@ def run_case(name: str) -> dict:
         s.train(rows, max_steps=4, batch_size=batch, max_length=length, log=False, save_run=False)
     else:
         s.evaluate(rows, batch_size=eval_batch, max_length=length)
-    measured = _status("VmHWM") - before
+    peak = _status("VmHWM")
+    measured = peak - (before + loaded) + estimate.weights
     expected = estimate.phases["training" if phase == "train" else "evaluation"]
     return {"case": name, "batch": batch if phase == "train" else eval_batch, "length": length,
             "estimate_mib": round(expected / 2**20), "measured_mib": round(measured / 2**20),
             "ratio": round(measured / expected, 3), "weights_mib": round(estimate.weights / 2**20),
-            "loaded_rss_mib": round(loaded / 2**20),
+            "loaded_rss_mib": round(loaded / 2**20), "process_peak_over_start_mib": round((peak - before) / 2**20),
             "estimate_run_peak_mib": round(estimate.total / 2**20), "peak_phase": estimate.peak_phase}
 
 

@@ -12,6 +12,7 @@ import torch
 
 import nbtune
 from nbtune import HeadError
+from nbtune.core.model.memory import estimate_memory, saved_activation_bytes
 
 
 @pytest.fixture
@@ -177,7 +178,8 @@ def test_memory_estimate_follows_attention_kernel_and_precision(tiny_dirs):
     on an H200: bench/results/gpu_memory_h200.json.)"""
     s = nbtune.load(tiny_dirs["gpt2"], task="causal-lm")
     s.model.config._attn_implementation = "sdpa"
-    act = lambda seq, precision="no": s.summary(batch_size=4, seq_len=seq, precision=precision).memory.activations  # noqa: E731
+    act = lambda seq, precision="no": estimate_memory(s.model, 4, seq, precision=precision,  # noqa: E731
+                                                      device="cuda").activations  # a GPU's fused SDPA kernels
     assert act(512) / act(256) == pytest.approx(2.0, rel=0.02)
     s.model.config._attn_implementation = "eager"
     assert act(512) / act(256) > 2.05
@@ -185,9 +187,25 @@ def test_memory_estimate_follows_attention_kernel_and_precision(tiny_dirs):
 
 
 def test_memory_estimate_bf16_stores_smaller_activations(bert):
-    fp32, bf16 = (bert.summary(batch_size=8, seq_len=128, precision=p).memory for p in ("no", "bf16"))
+    fp32, bf16 = (estimate_memory(bert.model, 8, 128, precision=p, device="cuda") for p in ("no", "bf16"))
     assert 0.45 < bf16.activations / fp32.activations < 0.8  # norms stay float32 under autocast
     assert (bf16.weights, bf16.gradients, bf16.optimizer) == (fp32.weights, fp32.gradients, fp32.optimizer)
+
+
+def test_on_a_cpu_attention_dropout_keeps_the_scores_and_the_estimate_follows_the_measurement(bert):
+    """CPU SDPA with attention dropout runs its math kernel, which keeps float32 s x s scores per head: the estimate
+    grows faster than linearly there and stays near what autograd really keeps (saved_activation_bytes)."""
+    assert bert.model.config.attention_probs_dropout_prob > 0
+    act = lambda seq: estimate_memory(bert.model, 8, seq, precision="bf16", device="cpu").activations  # noqa: E731
+    assert act(256) / act(128) > 2.05
+    ids = torch.randint(5, 100, (8, 128))
+    model = bert.model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = saved_activation_bytes(model, lambda: model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                                           labels=torch.zeros(8, dtype=torch.long)))
+    assert 0.75 < act(128) / kept < 1.25
+    cpu = estimate_memory(bert.model, 8, 128, device="cpu")
+    assert cpu.runtime > 0 and estimate_memory(bert.model, 8, 128, device="cuda").runtime == 0
 
 
 def test_frozen_model_needs_no_activation_memory(bert):

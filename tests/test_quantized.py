@@ -216,8 +216,10 @@ def test_the_estimate_covers_evaluation_at_its_batch_and_a_recipe_its_own_shapes
     big_eval = s.summary(batch_size=1, seq_len=256, eval_batch_size=64).memory
     assert big_eval.peak_phase == "evaluation" and big_eval.total == big_eval.phases["evaluation"] > big_eval.training
     assert "evaluation (batch 64)" in repr(s.summary(batch_size=1, seq_len=256, eval_batch_size=64))
+    on_gpu = s.summary(batch_size=1, seq_len=256, eval_batch_size=64, device_memory=64).memory  # device_memory: a GPU
+    assert on_gpu.runtime == 0 and on_gpu.evaluation > on_gpu.training
     tight = s.summary(batch_size=1, seq_len=256, eval_batch_size=64,
-                      device_memory=(big_eval.training + 2**20) / 2**30 / 0.9)
+                      device_memory=(on_gpu.training + 2**20) / 2**30 / 0.9)
     assert not tight.fit.fits and tight.fit.change.startswith("eval_batch_size=")  # training fits, evaluation not
     from nbtune.core.workflows.finetune import RecipeResult
 

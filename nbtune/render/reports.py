@@ -19,6 +19,7 @@ def _memory_rows(summary) -> list[list[str]]:
         ["gradients", human_bytes(mem.gradients)],
         ["AdamW state", human_bytes(mem.optimizer)],
         ["activations", human_bytes(mem.activations)],
+    ] + ([["runtime (CPU)", human_bytes(mem.runtime)]] if mem.runtime else []) + [
         ["training", human_bytes(mem.training)],
     ] + ([[f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.evaluation)],
           [f"run peak ({mem.peak_phase})", human_bytes(mem.total)]] if mem.evaluation is not None else [])

@@ -35,10 +35,12 @@ class MemoryEstimate:
     assumptions: str
     eval_batch_size: int | None = None
     evaluation: int | None = None
+    runtime: int = 0  # the framework's own working memory where it counts against the same memory (a CPU's RAM)
+    device: str = "cpu"  # the kind of device estimated for ("cpu" or "cuda")
 
     @property
     def training(self) -> int:
-        return self.weights + self.gradients + self.optimizer + (self.activations or 0)
+        return self.weights + self.gradients + self.optimizer + (self.activations or 0) + self.runtime
 
     @property
     def phases(self) -> dict[str, int]:
@@ -65,6 +67,7 @@ class _Dims:
     kv_dim: int  # width of the key (and value) projection: smaller than hidden with grouped-query attention
     gated_mlp: bool  # SwiGLU-style MLP (Llama, Mistral, Qwen, T5 v1.1): gate, up, act and product are all kept
     eager_attention: bool  # the s x s attention probabilities are stored (no SDPA / flash kernel)
+    attention_dropout: bool  # dropout on the attention probabilities in training
     dropout: bool
 
 
@@ -90,9 +93,17 @@ def _config_dims(model: nn.Module) -> _Dims | None:
     attn = getattr(cfg, "_attn_implementation", None) or "eager"
     dropout = any((getattr(cfg, k, 0) or 0) > 0 for k in ("hidden_dropout_prob", "resid_pdrop", "dropout_rate",
                                                            "hidden_dropout", "dropout"))
+    attention_dropout = any((getattr(cfg, k, 0) or 0) > 0 for k in ("attention_probs_dropout_prob", "attn_pdrop",
+                                                                     "attention_dropout", "dropout_rate"))
     return _Dims(int(hidden), int(layers), int(heads), int(vocab), int(intermediate), int(kv_heads * head_dim),
-                 gated, attn == "eager", dropout)
+                 gated, attn == "eager", dropout, attention_dropout)
 
+
+# What a run on a CPU holds besides the model's tensors: oneDNN's scratch and primitive cache, the thread pools,
+# autograd's graph, the data loader and the modules a first run imports. Measured with bench/memory_truth.py's
+# method: a 1 x 16 step of all-MiniLM-L6-v2 adds 190-220 MiB of peak RSS over what the estimate counts, an evaluation
+# batch 190 MiB. On a GPU the CUDA context plays this part, and the fit's headroom covers it.
+CPU_RUNTIME_BYTES = 200 * 2**20
 
 # Bytes per element of the LM head's logits held at the peak of a step: the logits at the compute dtype, the float32
 # copy the loss makes, log-softmax's saved output and the gradient coming back through them.
@@ -103,21 +114,26 @@ _LOGIT_BYTES = {4: 12, 2: 14}
 _EVAL_LOGIT_BYTES = {4: 12, 2: 14}
 
 
-def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int) -> float:
+def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int, cpu: bool = False) -> float:
     """Bytes autograd keeps per token in one block, counting the tensors each op saves for backward.
 
     Norm inputs and outputs (2h each; normalisation runs in float32 under autocast), the q/k/v projections
     (h + 2 kv), the attention output (h), the MLP input (h) and hidden (2i, or 4i gated), dropout masks (1 byte),
     and with eager attention the s x s probabilities per head. The Korthikanti et al. (2022) count for GPT blocks is
-    the special case i = 4h.
+    the special case i = 4h. On a CPU (``cpu``), SDPA with attention dropout falls back to its math kernel, which
+    keeps three float32 s x s tensors per head (the probabilities, the dropout mask, their product) and float32
+    copies of q, k and v: measured with ``saved_activation_bytes`` on all-MiniLM-L6-v2 at 32 x 128 under bf16
+    autocast (915 MiB kept with attention dropout, 433 without it).
     """
     h, i = d.hidden, d.intermediate
     elements = 4 * h + (h + 2 * d.kv_dim) + h + h + (4 * i if d.gated_mlp else 2 * i)
     total = elements * act_bytes + 2 * h * (4 - act_bytes)  # the norms' float32 outputs
     if d.dropout:
-        total += 2 * h  # hidden dropout masks (attention dropout inside SDPA keeps only an RNG seed)
+        total += 2 * h  # hidden dropout masks (attention dropout inside a fused SDPA kernel keeps only an RNG seed)
     if d.eager_attention:
         total += d.heads * seq_len * (2 * act_bytes + (1 if d.dropout else 0))
+    elif cpu and d.attention_dropout:
+        total += d.heads * seq_len * 3 * 4 + (h + 2 * d.kv_dim) * 4
     return total
 
 
@@ -171,7 +187,7 @@ def saved_activation_bytes(model: nn.Module, forward) -> int:
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                     compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
                     gradient_checkpointing: bool | None = None, quantize: str | None = None,
-                    measured=None, eval_batch_size: int | None = None) -> MemoryEstimate:
+                    measured=None, eval_batch_size: int | None = None, device: str | None = None) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -186,6 +202,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     examples, what one example was) or None; they are scaled to ``batch_size`` and the compute dtype.
     ``eval_batch_size``: also estimate an evaluation batch of that size (no gradients, but a language model's
     vocabulary-wide logits for every token at once), which can need more than training at a small batch.
+    ``device``: ``"cpu"`` or ``"cuda"``, the kind of device the run is estimated for (None: this machine's); on a
+    CPU the framework's own working memory counts, and SDPA with attention dropout keeps its scores.
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
@@ -207,13 +225,17 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     mixed = act_bytes < (first.element_size() if first is not None else 4)
 
     dims = _config_dims(model)
+    if device is None:  # where training would run here, as precision="auto" resolves it
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cpu = device == "cpu"
+    runtime = CPU_RUNTIME_BYTES if cpu else 0
     activations = None
     assumptions = f"AdamW, batch {batch_size} x {seq_len} tokens, {dtype_name} compute"
     trains = bool(quantize) or any(p.requires_grad for p in index.params.values())
     if dims and trains:
         need = dims.layers if quantize else _layers_needing_activations(model, index, dims.layers)
         tokens = batch_size * seq_len
-        per_layer = tokens * _activation_bytes_per_token(dims, act_bytes, seq_len)
+        per_layer = tokens * _activation_bytes_per_token(dims, act_bytes, seq_len, cpu)
         checkpointed = gradient_checkpointing_on(model) if gradient_checkpointing is None else gradient_checkpointing
         if checkpointed:  # each block keeps only its input; one block at a time recomputes the rest in backward
             activations = int(need * tokens * dims.hidden * act_bytes + (per_layer if need else 0))
@@ -242,10 +264,12 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                        f"one forward of {examples} keeps for backward, scaled to the batch)")
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
-    evaluation = (weights + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes)
+    evaluation = (weights + runtime + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes)
                   if eval_batch_size and dims else None)
+    if runtime:
+        assumptions += f"; {runtime >> 20} MiB for the framework's own working memory on a CPU"
     estimate = MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions,
-                              eval_batch_size, evaluation)
+                              eval_batch_size, evaluation, runtime, device)
     if estimate.peak_phase != "training":
         estimate.assumptions += (f"; the run peaks in {estimate.peak_phase} (batch {eval_batch_size}): lower "
                                  "eval_batch_size to bring it down")

@@ -163,8 +163,8 @@ class Session:
         a step fits on the detected device (if not, the change that would make it fit).
 
         ``precision`` as in ``train``: ``"auto"`` estimates for what training would pick here (bf16 activations on
-        an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU). ``device_memory`` (GiB) judges the fit for another
-        device, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4. Images:
+        an A100/H100-class GPU, fp16 on a T4, fp32 on a CPU). ``device_memory`` (GiB) judges the fit for a GPU of
+        that size, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4. Images:
         ``image_size`` (default: the processor's), activation memory measured for models no config describes.
         ``eval_batch_size``: the evaluation batch the run will use (default: as ``train`` picks it, ``batch_size``
         times the task's factor); the estimate and the fit cover the larger of training and evaluation."""
@@ -175,7 +175,7 @@ class Session:
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
                                  measured=lambda: measured_activations(self, image_size),
-                                 eval_batch_size=eval_batch_size)
+                                 eval_batch_size=eval_batch_size, device="cuda" if device_memory else None)
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,
