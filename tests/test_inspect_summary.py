@@ -221,3 +221,17 @@ def test_a_head_trained_through_modules_to_save_reads_all_trainable(bert):
     head = next(r for r in tree if r.type == "ModulesToSaveWrapper")
     assert head.trainable * 2 == head.total_params and head.trainable_state == "all"
     assert ">yes<" in tree._repr_html_().split(f'title="{head.name}"')[1].split("</tr>")[0]
+
+
+def test_a_seq2seq_run_is_estimated_with_its_generation_phase(tiny_dirs):
+    """Seq2seq evaluation generates (ROUGE/BLEU) in batches of its own: the estimate covers that phase, and its KV
+    cache grows with the tokens generated; a classifier's run has no generation phase."""
+    s = nbtune.load(tiny_dirs["t5"], task="seq2seq")
+    memory = s.summary(batch_size=4, seq_len=64).memory
+    assert set(memory.phases) == {"training", "evaluation", "generation"} and memory.generate_batch == 8
+    assert "generation (batch 8)" in repr(s.summary(batch_size=4, seq_len=64))
+    short, long = (estimate_memory(s.model, 4, 64, generate_batch=8, new_tokens=n).generation for n in (16, 256))
+    assert long > short
+    assert s.summary(eval_batch_size=2).memory.generate_batch == 2  # the run's eval_batch_size sizes it too
+    classifier = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    assert "generation" not in classifier.summary().memory.phases

@@ -14,15 +14,18 @@ def _module_rows(summary) -> list[list[str]]:
 
 def _memory_rows(summary) -> list[list[str]]:
     mem = summary.memory
-    return [
-        ["weights", human_bytes(mem.weights)],
-        ["gradients", human_bytes(mem.gradients)],
-        ["AdamW state", human_bytes(mem.optimizer)],
-        ["activations", human_bytes(mem.activations)],
-    ] + ([["runtime (CPU)", human_bytes(mem.runtime)]] if mem.runtime else []) + [
-        ["training", human_bytes(mem.training)],
-    ] + ([[f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.evaluation)],
-          [f"run peak ({mem.peak_phase})", human_bytes(mem.total)]] if mem.evaluation is not None else [])
+    rows = [["weights", human_bytes(mem.weights)], ["gradients", human_bytes(mem.gradients)],
+            ["AdamW state", human_bytes(mem.optimizer)], ["activations", human_bytes(mem.activations)]]
+    if mem.runtime:
+        rows.append(["runtime (CPU)", human_bytes(mem.runtime)])
+    rows.append(["training", human_bytes(mem.training)])
+    if mem.evaluation is not None:
+        rows.append([f"evaluation (batch {mem.eval_batch_size})", human_bytes(mem.evaluation)])
+    if mem.generation is not None:
+        rows.append([f"generation (batch {mem.generate_batch})", human_bytes(mem.generation)])
+    if len(mem.phases) > 1:
+        rows.append([f"run peak ({mem.peak_phase})", human_bytes(mem.total)])
+    return rows
 
 
 def _headline(summary) -> str:

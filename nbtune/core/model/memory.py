@@ -37,6 +37,8 @@ class MemoryEstimate:
     evaluation: int | None = None
     runtime: int = 0  # the framework's own working memory where it counts against the same memory (a CPU's RAM)
     device: str = "cpu"  # the kind of device estimated for ("cpu" or "cuda")
+    generation: int | None = None  # the peak of generating in evaluation (seq2seq's ROUGE/BLEU), when estimated
+    generate_batch: int | None = None
 
     @property
     def training(self) -> int:
@@ -44,8 +46,10 @@ class MemoryEstimate:
 
     @property
     def phases(self) -> dict[str, int]:
-        """The peak of each phase the estimate covers: ``"training"``, and ``"evaluation"`` when estimated."""
-        return {"training": self.training, **({"evaluation": self.evaluation} if self.evaluation is not None else {})}
+        """The peak of each phase the estimate covers: ``"training"``, and ``"evaluation"`` and ``"generation"``
+        when estimated."""
+        others = {"evaluation": self.evaluation, "generation": self.generation}
+        return {"training": self.training, **{k: v for k, v in others.items() if v is not None}}
 
     @property
     def total(self) -> int:
@@ -187,7 +191,8 @@ def saved_activation_bytes(model: nn.Module, forward) -> int:
 def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                     compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
                     gradient_checkpointing: bool | None = None, quantize: str | None = None,
-                    measured=None, eval_batch_size: int | None = None, device: str | None = None) -> MemoryEstimate:
+                    measured=None, eval_batch_size: int | None = None, device: str | None = None,
+                    generate_batch: int | None = None, new_tokens: int = 64) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -204,6 +209,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     vocabulary-wide logits for every token at once), which can need more than training at a small batch.
     ``device``: ``"cpu"`` or ``"cuda"``, the kind of device the run is estimated for (None: this machine's); on a
     CPU the framework's own working memory counts, and SDPA with attention dropout keeps its scores.
+    ``generate_batch``: also estimate generating ``new_tokens`` after prompts of ``seq_len`` in batches of that size
+    (the KV cache of every layer, one block's tensors for the prompt, the next token's logits).
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
@@ -266,14 +273,25 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
     evaluation = (weights + runtime + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes)
                   if eval_batch_size and dims else None)
+    generation = (weights + runtime + _generation_bytes(dims, generate_batch, seq_len, new_tokens, act_bytes)
+                  if generate_batch and dims else None)
     if runtime:
         assumptions += f"; {runtime >> 20} MiB for the framework's own working memory on a CPU"
     estimate = MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions,
-                              eval_batch_size, evaluation, runtime, device)
+                              eval_batch_size, evaluation, runtime, device, generation, generate_batch)
     if estimate.peak_phase != "training":
-        estimate.assumptions += (f"; the run peaks in {estimate.peak_phase} (batch {eval_batch_size}): lower "
+        batch = eval_batch_size if estimate.peak_phase == "evaluation" else generate_batch
+        estimate.assumptions += (f"; the run peaks in {estimate.peak_phase} (batch {batch}): lower "
                                  "eval_batch_size to bring it down")
     return estimate
+
+
+def _generation_bytes(d: _Dims, batch_size: int, seq_len: int, new_tokens: int, act_bytes: int) -> int:
+    """What generating holds besides the weights: the KV cache of every layer for prompt and new tokens, one block's
+    tensors while the prompt runs, and the next token's logits with their float32 softmax."""
+    cache = batch_size * (seq_len + new_tokens) * d.layers * 2 * d.kv_dim * act_bytes
+    prompt = batch_size * seq_len * (4 * d.hidden + (3 if d.gated_mlp else 2) * d.intermediate) * act_bytes
+    return int(cache + prompt + batch_size * d.vocab * (act_bytes + 8))
 
 
 def _evaluation_bytes(model: nn.Module, d: _Dims, batch_size: int, seq_len: int, act_bytes: int) -> int:

@@ -167,15 +167,20 @@ class Session:
         that size, e.g. ``s.summary(seq_len=512, precision="fp16", device_memory=15)`` for a Colab T4. Images:
         ``image_size`` (default: the processor's), activation memory measured for models no config describes.
         ``eval_batch_size``: the evaluation batch the run will use (default: as ``train`` picks it, ``batch_size``
-        times the task's factor); the estimate and the fit cover the larger of training and evaluation."""
+        times the task's factor); the estimate and the fit cover the largest of training, evaluation and (for tasks
+        whose evaluation generates, seq2seq) generation."""
         counts = count_params(self.model)
+        generate_batch = None
         if self.task is not None:
-            eval_batch_size = handler_for(self).eval_batch(batch_size, eval_batch_size)
+            handler = handler_for(self)
+            generate_batch = handler.eval_generation_batch(eval_batch_size)
+            eval_batch_size = handler.eval_batch(batch_size, eval_batch_size)
         size = image_size or self.modality.example_size(self, seq_len)
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
                                  measured=lambda: measured_activations(self, image_size),
-                                 eval_batch_size=eval_batch_size, device="cuda" if device_memory else None)
+                                 eval_batch_size=eval_batch_size, device="cuda" if device_memory else None,
+                                 generate_batch=generate_batch)
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,

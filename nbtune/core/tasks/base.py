@@ -41,6 +41,12 @@ class TaskHandler:
         return eval_batch_size or batch_size * cls.eval_batch_factor
 
     @classmethod
+    def eval_generation_batch(cls, eval_batch_size: int | None = None) -> int | None:
+        """The batch an evaluation generates text in (seq2seq's ROUGE/BLEU), ``eval_batch_size`` being the run's
+        setting; None for tasks whose evaluation does not generate."""
+        return None
+
+    @classmethod
     def problem_type(cls, num_labels: int) -> str | None:
         """The ``config.problem_type`` for a head of ``num_labels`` outputs (transformers picks the loss by it);
         None: leave it to transformers."""

@@ -65,12 +65,16 @@ class Seq2SeqTask(GenerativeTask, TokenLossTask):
         return DataCollatorForSeq2Seq(session.tokenizer, model=session.model, label_pad_token_id=-100,
                                       padding="max_length" if cfg.pad_to else "longest", max_length=cfg.pad_to)
 
+    @classmethod
+    def eval_generation_batch(cls, eval_batch_size: int | None = None) -> int | None:
+        return eval_batch_size or 8  # generation keeps a KV cache per sequence: a small batch by default
+
     def generation_metrics(self, session, features: Features, cfg) -> dict[str, float]:
         refs = features.meta.get("references")
         if not refs:
             return {}
         predictions = generate(session, features.meta["sources"], max_new_tokens=cfg.max_new_tokens,
-                               batch_size=cfg.eval_batch_size or 8, max_length=cfg.max_length)
+                               batch_size=self.eval_generation_batch(cfg.eval_batch_size), max_length=cfg.max_length)
         return text_scores(predictions, refs)
 
 
