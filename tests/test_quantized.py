@@ -225,3 +225,18 @@ def test_the_estimate_covers_evaluation_at_its_batch_and_a_recipe_its_own_shapes
 
     recipe = RecipeResult(s, train={"batch_size": 1, "max_length": 256}).summary().memory
     assert (recipe.batch_size, recipe.seq_len) == (1, 256)
+
+
+def test_a_4bit_load_keeps_no_weight_in_the_checkpoint_file_mapping(chat_dir):
+    """The weights left unquantized were views into transformers' memory-mapped checkpoint and kept the whole file
+    resident; they own their memory now, and the tied head is still tied."""
+    import re
+    from pathlib import Path
+
+    q = nbtune.load(chat_dir, quantize="4bit")
+    mapped = [tuple(int(x, 16) for x in line.split()[0].split("-"))
+              for line in Path("/proc/self/maps").read_text().splitlines()
+              if re.search(rf"{re.escape(str(chat_dir))}/.*\.safetensors", line)]
+    inside = [n for n, p in q.model.named_parameters() if any(a <= p.data_ptr() < b for a, b in mapped)]
+    assert not inside
+    assert q.model.lm_head.weight is q.model.model.embed_tokens.weight
