@@ -23,7 +23,11 @@ def _output(recipe_path: Path, output: str | None) -> Path:
 
 
 def run(recipe_path: str, output: str | None = None, resume: str | bool | None = None, log: bool = True) -> int:
-    """Run a recipe file to the end: checkpoints, history.jsonl, metrics.json and the model in the output folder."""
+    """Run a recipe file to the end: checkpoints, history.jsonl, metrics.json and the model in the output folder.
+
+    SIGINT and SIGTERM stop it cleanly after the step under way, with a checkpoint, whether it runs in the
+    foreground, in the background or under CI; the exit status is then 128 + the signal's number."""
+    from nbtune.core.common.interrupts import install_stop_signals, stop_signals
     from nbtune.core.recipes.spec import read_recipe
     from nbtune.core.training.checkpoint import complete_checkpoints
     from nbtune.core.workflows.finetune import is_main_process, run_recipe
@@ -39,17 +43,33 @@ def run(recipe_path: str, output: str | None = None, resume: str | bool | None =
         if not complete_checkpoints(checkpoints):
             raise NbtuneError(f"--resume: no complete checkpoint in {checkpoints}; run without --resume first.")
         resume = str(checkpoints)
+    install_stop_signals()
     result = run_recipe(recipe, None, log=log, resume=resume or None, train_overrides=overrides)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         result.session.history.to_pandas().to_json(out / "history.jsonl", orient="records", lines=True)
-        (out / "metrics.json").write_text(json.dumps({"before": result.before, "after": result.after,
-                                                       "reason": result.run.reason, "steps": result.run.steps},
+        before = result.before or _earlier(out / "metrics.json").get("before") or {}  # a resumed run's first
+        (out / "metrics.json").write_text(json.dumps({"before": before, "after": result.after,
+                                                       "reason": result.run.reason, "steps": result.run.steps,
+                                                       "global_step": result.run.global_step},
                                                       indent=2))
         if not recipe.save:
             result.session.save(out / "model")
         print(f"nbtune: {result.run.reason} after {result.run.global_step} steps; results in {out}", flush=True)
+        if result.run.cancelled:
+            print(f"nbtune: continue it with: nbtune run {recipe_path} --resume"
+                  + (f" --output {output}" if output else ""), flush=True)
+    if stop_signals.received is not None and result.run.cancelled:
+        return 128 + stop_signals.received
     return 0
+
+
+def _earlier(path: Path) -> dict:
+    """What an earlier (interrupted) run of the recipe wrote, if anything."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def launch(recipe_path: str, processes: int, config: str | None = None, output: str | None = None,
@@ -80,7 +100,27 @@ def launch(recipe_path: str, processes: int, config: str | None = None, output: 
         head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
     command = head + tail
     print("nbtune: " + " ".join(command), flush=True)
-    return subprocess.call(command)
+    return _run_forwarding_signals(command)
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run the launcher in a session of its own and pass SIGINT / SIGTERM on to it, once each time one arrives:
+    the launcher hands it to every worker, and each worker's ``nbtune run`` stops after the same step with a
+    checkpoint. (Ctrl-C in a terminal would otherwise reach launcher and workers at once, and the launcher's own
+    signal to the workers would count as a second one: an immediate stop with no common checkpoint.)"""
+    import signal
+
+    child = subprocess.Popen(command, start_new_session=True)
+
+    def forward(signum, frame):
+        child.send_signal(signum)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def write_accelerate_config(recipe_path: str, strategy: str, processes: int, out: str, machines: int = 1) -> Path:

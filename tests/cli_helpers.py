@@ -22,3 +22,12 @@ def run_on_one_and_two_processes(recipe: Path, out: Path) -> Path:
     cli("run", recipe, "--output", out / "one", "--quiet")
     cli("launch", recipe, "--processes", "2", "--output", out / "two")
     return out
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` that will run when it arrives: caught, and neither
+    ignored nor blocked (a process started in the background by a shell inherits an ignored SIGINT)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    bit = 1 << (signum - 1)
+    mask = {name: int(fields[name].strip(), 16) for name in ("SigCgt", "SigIgn", "SigBlk")}
+    return bool(mask["SigCgt"] & bit) and not (mask["SigIgn"] | mask["SigBlk"]) & bit

@@ -33,6 +33,22 @@ def tiny_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def quiet_bert(tmp_path_factory, tokenizer):
+    """Tiny BERT without dropout: runs on 1 and 2 processes must agree to float precision."""
+    import transformers
+
+    from tiny_models import tiny_config
+
+    folder = tmp_path_factory.mktemp("quiet_bert")
+    config = tiny_config("bert", len(tokenizer))
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def chat_dir(tmp_path_factory) -> Path:
     """A tiny Llama (hidden 64, tied embeddings) with a ChatML tokenizer: chat data, 4-bit loading, DPO."""
     from tiny_models import make_chat_tokenizer

@@ -18,27 +18,12 @@ import nbtune
 from nbtune.core.recipes.build import build_session
 from nbtune.core.recipes.spec import RecipeError, read_recipe
 
-from tiny_models import tiny_config
 from training_helpers import toy_rows
 
 pytestmark = pytest.mark.slow
 
 PY = sys.executable
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def quiet_bert(tmp_path_factory, tokenizer):
-    """Tiny BERT without dropout: runs on 1 and 2 processes must agree to float precision."""
-    import transformers
-
-    folder = tmp_path_factory.mktemp("quiet_bert")
-    config = tiny_config("bert", len(tokenizer))
-    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-    torch.manual_seed(0)
-    transformers.BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 TRAIN = {"epochs": 1, "lr": 1e-3, "batch_size": 8, "seed": 3, "save_every": 2, "keep_checkpoints": 10}

@@ -4,9 +4,11 @@ by sending the kernel a widget message while a training cell is busy (as a brows
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 import pytest
+from cli_helpers import catches
 
 from nbtune.notebooks import execute, outputs
 
@@ -49,6 +51,7 @@ def test_interrupt_kernel_is_a_clean_stop(kernel, tiny_dirs):
     run(kc, SETUP.format(tests=str(TESTS), model=str(tiny_dirs["bert"])))
     msg_id = kc.execute("run = s.train(toy_rows(1600), callbacks=[dash, pace], epochs=1, batch_size=8, log=False)")
     wait_for(kc, msg_id, "STEP_TWO")
+    assert catches(km.provisioner.pid, signal.SIGINT)  # the kernel will run its handler (not ignored, not blocked)
     km.interrupt_kernel()
     assert reply(kc, msg_id)["content"]["status"] == "ok"  # no traceback: train() returned
     out = run(kc, "print(run.reason, '|', run.cancelled, '|', run.steps == len(s.history.losses()))")

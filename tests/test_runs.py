@@ -84,6 +84,38 @@ def test_resume_after_an_interrupt_in_a_new_session(tiny_dirs, runs):
     assert history["loss"].notna().sum() == 12 and history.loc[history["loss"].notna(), "step"].tolist() == list(range(1, 13))
 
 
+def test_resuming_a_finished_run_returns_its_result_without_training(tiny_dirs, runs):
+    data = pd.DataFrame(toy_rows(32))
+    s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
+    done = s.train(data, eval=data, run_name="done", **SETTINGS)
+
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 3:
+            raise KeyboardInterrupt
+
+    nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2).train(
+        data, run_name="cut", callbacks=[interrupt], **SETTINGS)
+    assert {r["name"]: r["resume"] for r in nbtune.runs().rows()} == {"done": "finished", "cut": "yes"}
+    assert "resumable" in repr(nbtune.runs())
+    before = (runs / "done" / "run.json").read_text(), (runs / "done" / "history.jsonl").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    original, nbtune.Session.train = nbtune.Session.train, no_training
+    try:
+        result = nbtune.resume("done", log=False, epochs=5)
+    finally:
+        nbtune.Session.train = original
+    assert result.outcome is Outcome.COMPLETED and result.steps == 0 and result.global_step == done.global_step == 12
+    assert "already finished" in result.messages[0] and "epochs were not used" in result.messages[0]
+    assert result.metrics == pytest.approx(done.metrics)
+    assert result.history.losses() == pytest.approx(done.history.losses())
+    assert result.session.history.losses() == pytest.approx(s.history.losses())
+    assert _same(_weights(result.session), _weights(s))
+    assert ((runs / "done" / "run.json").read_text(), (runs / "done" / "history.jsonl").read_text()) == before
+
+
 def test_resume_names_the_runs_it_knows(runs):
     with pytest.raises(nbtune.TrainingError, match="No run 'nope'"):
         nbtune.resume("nope")
@@ -205,7 +237,11 @@ def test_a_finetune_cell_races_set_ups_and_each_run_keeps_its_recipe(tiny_dirs, 
 def test_data_parquet_cannot_hold_still_trains_and_resume_asks_for_it(tiny_dirs, runs):
     rows = [dict(r, extra=[1, "mixed"] if i % 2 else 3.5) for i, r in enumerate(toy_rows(32))]  # mixed objects
     s = nbtune.load(tiny_dirs["bert"], task="text-classification", num_labels=2)
-    run = s.train(pd.DataFrame(rows), run_name="mixed", max_steps=2, batch_size=8, log=False)
-    assert run.outcome is Outcome.COMPLETED and any("keeps no copy of the data" in m for m in run.messages)
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 1:
+            raise KeyboardInterrupt
+
+    run = s.train(pd.DataFrame(rows), run_name="mixed", max_steps=2, batch_size=8, log=False, callbacks=[interrupt])
+    assert run.outcome is Outcome.INTERRUPTED and any("keeps no copy of the data" in m for m in run.messages)
     with pytest.raises(nbtune.TrainingError, match="keeps no copy of its training data.*data="):
         nbtune.resume("mixed")

@@ -78,9 +78,21 @@ def test_unknown_tag_at_evaluation_is_an_error(tiny):
     s = tiny("bert", "token-classification")
     s.train(NER, epochs=1, **FAST)
     weights = {n: p.clone() for n, p in s.model.named_parameters()}
-    with pytest.raises(DataError, match=r"Tags \['B-product'\] are not among the tags the model was trained on"):
+    with pytest.raises(DataError, match=r"The data has a class not among the tags the model was trained on: 'B-product'"):
         s.evaluate([{"tokens": ["iphone"], "tags": ["B-product"]}])
     assert all(torch.equal(p, weights[n]) for n, p in s.model.named_parameters())
+
+
+@pytest.mark.parametrize("rows, pattern", [
+    ([{"tokens": "alice met bob", "tags": ["B-person", "O", "B-person"]}],
+     r"Column 'tokens' holds text where token classification takes a list of words.*str\.split"),
+    ([NER[0], {"tokens": ["x"], "tags": None}], r"1 of 2 examples have no tags in column 'tags'.*row 1"),
+    ([NER[0], {"tokens": [], "tags": []}], r"1 of 2 examples have no words in column 'tokens'"),
+])
+def test_token_data_refusals_name_their_cause(tiny, rows, pattern):
+    s = tiny("bert", "token-classification")
+    with pytest.raises(DataError, match=pattern):
+        s.train(pd.DataFrame(rows), epochs=1, **FAST)
 
 
 def test_token_lists_from_datasets_with_int_tags(tiny):

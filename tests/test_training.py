@@ -174,9 +174,14 @@ def test_real_sst2_tsv_and_column_mapping(bert):
         (pd.DataFrame({"txt": ["a"], "label": [0]}), {}, r"No text column found.*Columns: \['txt', 'label'\]"),
         (pd.DataFrame({"sentence": ["a"], "label": [0]}), {"columns": {"label": "y"}}, r"'y'.*Columns: \['sentence', 'label'\]"),
         (pd.DataFrame({"sentence": ["a", "b"], "label": [0, 5]}), {}, r"\[5\] are out of range.*reset_head\(num_labels=6\)"),
-        (pd.DataFrame({"sentence": ["a", "b"], "label": [0, "pos"]}), {}, "mix types"),
-        (pd.DataFrame({"sentence": ["a", "b"], "label": [0.5, 1.0]}), {}, "num_labels=1"),
-        (pd.DataFrame({"sentence": ["a", None], "label": [0, 1]}), {}, "Example 1 has no text"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [0, "pos"]}), {}, r"mix types \(row 0: 0, row 1: 'pos'\)"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [0.5, 1.0]}), {}, r"fractional.*\(row 0: 0\.5\).*num_labels=1"),
+        (pd.DataFrame({"sentence": ["a", "b"], "label": [float("nan")] * 2}), {},
+         r"^Every example has no label in column 'label' \(empty, None or NaN; rows 0, 1\)"),
+        (pd.DataFrame({"sentence": list("abc"), "label": [0, None, 1]}), {},
+         r"^1 of 3 examples have no label in column 'label' \(empty, None or NaN; row 1\).*dropna"),
+        (pd.DataFrame({"sentence": ["a", None], "label": [0, 1]}), {}, r"^1 of 2 examples have no text in column 'sentence'"),
+        (pd.DataFrame({"sentence": ["a", 7], "label": [0, 1]}), {}, r"Example 1 in column 'sentence' is int 7, not text"),
         (pd.DataFrame({"sentence": list("abc"), "label": ["x", "y", "z"]}), {}, r"3 label names.*reset_head\(labels="),
     ],
 )
@@ -745,3 +750,15 @@ def test_early_stopping_restores_the_best_evaluations_weights(tiny_dirs, tmp_pat
     assert run.metrics["loss"] == evals[best_step][0]
     assert any(f"restored the weights of step {best_step}" in m for m in run.messages)
     assert s.evaluate(data)["loss"] == pytest.approx(evals[best_step][0], abs=1e-6)
+
+
+def test_slow_runs_show_tokens_and_seconds_a_step_not_zero_examples():
+    from nbtune.core.training.callbacks import History
+    from nbtune.core.training.result import RunResult
+    from nbtune.render.format import rate_text
+
+    assert rate_text(12.34) == "12.3 ex/s"
+    assert rate_text(0.04, 35.2, 25.1) == "35 tok/s, 25.1 s/step"
+    run = RunResult(history=History(), metrics={}, reason="completed", steps=4, global_step=4, seconds=100.0,
+                    examples_per_s=0.04, tokens_per_s=35.0)
+    assert "35 tok/s, 25.0 s/step" in repr(run) and "0.0 ex" not in repr(run)

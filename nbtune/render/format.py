@@ -83,3 +83,13 @@ def html_table(headers: list[str], rows: list[list[str]], right: set[int] = froz
         for r in rows
     )
     return f'<table class="nbtune-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def rate_text(examples_per_s: float, tokens_per_s: float = 0.0, seconds_per_step: float = 0.0) -> str:
+    """A training speed people can read: examples a second while there is at least one; below that (an LLM on a
+    small GPU, a CPU) tokens a second and seconds a step, which "0.0 ex/s" would hide."""
+    if examples_per_s >= 1:
+        return f"{examples_per_s:.1f} ex/s"
+    parts = ([f"{tokens_per_s:,.0f} tok/s"] if tokens_per_s else []) + (
+        [f"{seconds_per_step:.1f} s/step"] if seconds_per_step else [])
+    return ", ".join(parts) if parts else f"{examples_per_s:.2g} ex/s"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from nbtune.render.format import esc, html_table, text_table
 
-_COLUMNS = ["name", "model", "method", "trainable", "steps", "best", "status", "seconds", "size_mb"]
-_HEADERS = ["run", "model", "method", "trainable", "steps", "best", "status", "time (s)", "size (MB)"]
-_RIGHT = {3, 4, 7, 8}
+_COLUMNS = ["name", "model", "method", "trainable", "steps", "best", "status", "resume", "seconds", "size_mb"]
+_HEADERS = ["run", "model", "method", "trainable", "steps", "best", "status", "resumable", "time (s)", "size (MB)"]
+_RIGHT = {3, 4, 8, 9}
 
 
 def _cells(rows):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nbtune.render.format import esc, html_table, text_table
+from nbtune.render.format import esc, html_table, rate_text, text_table
 
 
 def _metric_rows(metrics: dict[str, float]) -> list[list[str]]:
@@ -23,8 +23,8 @@ def loss_trend(losses: list[float]) -> str:
 def _headline(run) -> str:
     state = "cancelled" if run.cancelled else run.reason
     trend = loss_trend(run.losses)
-    return (f"run {state}: {run.steps} steps (global step {run.global_step}) in {run.seconds:.1f}s, "
-            f"{run.examples_per_s:.1f} examples/s{trend}")
+    rate = rate_text(run.examples_per_s, run.tokens_per_s, run.seconds / run.steps if run.steps else 0.0)
+    return f"run {state}: {run.steps} steps (global step {run.global_step}) in {run.seconds:.1f}s, {rate}{trend}"
 
 
 def run_text(run) -> str:

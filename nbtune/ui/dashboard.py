@@ -15,7 +15,7 @@ from typing import Any
 
 from nbtune.core.training.callbacks import History
 from nbtune.core.training.events import Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
-from nbtune.render.format import esc, html_table
+from nbtune.render.format import esc, html_table, rate_text
 from nbtune.ui.display import show_widget
 from nbtune.ui.env import clicks_while_busy, kernel_shell
 from nbtune.ui.plot import LossPlot
@@ -133,7 +133,7 @@ class TrainingDashboard:
         elapsed = time.monotonic() - self._started
         per_step = elapsed / max(e.run_step, 1)
         self.status = (f"step {e.run_step}/{e.total_steps} (global {e.step}), epoch {e.epoch:.2f}, loss {e.loss:.4f}, "
-                       f"lr {e.lr:.2e}, {e.examples_per_s:.1f} ex/s, ETA {_eta(per_step * (e.total_steps - e.run_step))}")
+                       f"lr {e.lr:.2e}, {rate_text(e.examples_per_s, e.tokens_per_s, per_step)}, ETA {_eta(per_step * (e.total_steps - e.run_step))}")
         now = time.monotonic()
         if self._text_mode:
             if now - self._last_draw >= 2 or e.run_step == e.total_steps:

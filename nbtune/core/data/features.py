@@ -30,6 +30,33 @@ def pick_column(table, role: str, candidates: Sequence[str], given: dict[str, st
     return None
 
 
+def is_missing(value: Any) -> bool:
+    """None, NaN (pandas' empty cell), pandas' NA/NaT, blank text, or an empty list (of words or tags)."""
+    import pandas as pd
+
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return len(value) == 0
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def require_present(values: Sequence[Any], column: str, what: str, rows: Sequence[int] | None = None) -> None:
+    """One DataError for every example without a value in ``column``: how many, which rows (``rows`` maps positions
+    to the table's row numbers when some were left out before) and how to fix it."""
+    missing = [i for i, v in enumerate(values) if is_missing(v)]
+    if not missing:
+        return
+    numbers = [rows[i] if rows is not None else i for i in missing]
+    shown = ", ".join(map(str, numbers[:5])) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+    whole = len(missing) == len(values)
+    raise DataError(f"{'Every example' if whole else f'{len(missing)} of {len(values)} examples'} "
+                    f"{'has' if whole else 'have'} no {what} in column {column!r} (empty, None or NaN; "
+                    f"row{'s' if len(numbers) > 1 else ''} {shown}). "
+                    + ("Check that the column is the right one (columns={...}) and was read correctly."
+                       if whole else f"Fill them in, or drop those rows: df.dropna(subset=[{column!r}])."))
+
+
 @dataclass
 class Features:
     """Examples ready for a collator, with their sizes for grouping.

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from nbtune.core.common.errors import TaskError, TrainConfigError
-from nbtune.core.data.features import DataError, Features, pick_column
+from nbtune.core.data.features import DataError, Features, pick_column, require_present
 from nbtune.core.data.modality import Modality, get_modality
 
 
@@ -27,6 +27,7 @@ class TaskHandler:
     # default evaluation batch = training batch x this: no activations are kept for backward, so it fits
     eval_batch_factor = 4
     columns: dict[str, tuple[str, ...]] = {}  # role -> accepted column names, first found wins
+    label_role: str | None = None  # the role of ``columns`` holding class labels (names or ids), if any
     main_metric = "loss"
     greater_is_better = False
     raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
@@ -65,6 +66,14 @@ class TaskHandler:
     def column(self, table, role: str, given: dict[str, str], required: bool = True) -> str | None:
         """The column playing ``role``: the user's mapping, else the first of the task's names for it present."""
         return pick_column(table, role, self.columns.get(role, (role,)), given, required=required)
+
+    def classes_in(self, table, cfg) -> set | None:
+        """The classes (label names or integer ids) of a table's labels, before any encoding; None for a task
+        without classes or a table without labels (``nbtune.core.tasks.labels`` checks them across tables)."""
+        from nbtune.core.tasks.labels import classes
+
+        column = self.column(table, self.label_role, cfg.columns, required=False) if self.label_role else None
+        return classes(table[column].tolist()) if column else None
 
     def forward(self, model, batch: dict[str, torch.Tensor]):
         """Run the model on a batch; the result has ``.loss`` (transformers models compute it themselves)."""
@@ -199,7 +208,9 @@ def require_tokenizer(session, task: str) -> Any:
 def texts_of(table, column: str) -> list[str]:
     """The column as strings; a missing or empty text is an error naming the example."""
     values = table[column].tolist()
+    require_present(values, column, "text")
     for i, v in enumerate(values):
-        if not isinstance(v, str) or not v.strip():
-            raise DataError(f"Example {i} has no text in column {column!r} (got {v!r}); remove it or fill it in.")
+        if not isinstance(v, str):
+            raise DataError(f"Example {i} in column {column!r} is {type(v).__name__} {v!r}, not text: give text, "
+                            f"or convert the column (df[{column!r}].astype(str)).")
     return values

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from nbtune.core.data.features import DataError, Features
+from nbtune.core.data.features import DataError, Features, require_present
 from nbtune.core.tasks import has_default_names
 from nbtune.core.tasks.base import TaskHandler, in_length_order, require_tokenizer, texts_of
+from nbtune.core.tasks.labels import require_known
 from nbtune.core.tasks.registry import register_task
 
 TEXT = ("text", "sentence", "sentence1", "question1", "review", "content", "document")
@@ -28,6 +29,7 @@ class ClassificationTask(TaskHandler):
     labelled = new_head = True
     peft_task_type = "SEQ_CLS"
     columns = {"text": TEXT, "text_pair": PAIR, "label": LABEL}
+    label_role = "label"
     main_metric = "accuracy"
     greater_is_better = True
 
@@ -46,26 +48,41 @@ class ClassificationTask(TaskHandler):
             self.main_metric, self.greater_is_better = "mse", False
 
     # -- labels ---------------------------------------------------------------------------------
-    def encode_labels(self, session, values: list[Any]) -> tuple[list, dict[int, str] | None]:
-        """Label ids (or floats for regression) and, when names were learned from the data, the new id2label."""
+    def classes_in(self, table, cfg) -> set | None:
+        return None if self.regression else super().classes_in(table, cfg)  # scores are not classes
+
+    def encode_labels(self, session, values: list[Any], column: str = "label",
+                      rows: list[int] | None = None) -> tuple[list, dict[int, str] | None]:
+        """Label ids (or floats for regression) and, when names were learned from the data, the new id2label.
+        Each refusal names its cause: missing values, mixed types, fractions, ids out of range (``rows`` maps
+        positions to the table's row numbers for the message)."""
         config = session.model.config if hasattr(session.model, "config") else None
         num_labels = getattr(config, "num_labels", None)
+        require_present(values, column, "label", rows)
+        at = (lambda i: rows[i]) if rows is not None else (lambda i: i)
         if self.regression:
-            try:
-                return [float(v) for v in values], None
-            except (TypeError, ValueError):
-                raise DataError("Regression (num_labels=1) needs numeric labels; found non-numeric values such as "
-                                f"{next(v for v in values if not _numeric(v))!r}.") from None
-        kinds = {"str" if isinstance(v, str) else "num" if _numeric(v) else type(v).__name__ for v in values}
-        if len(kinds) > 1:
-            raise DataError(f"Labels mix types ({sorted(kinds)}): use all names (e.g. 'pos') or all integer ids.")
-        if kinds == {"str"}:
+            bad = [i for i, v in enumerate(values) if not _numeric(v)]
+            if bad:
+                raise DataError(f"Regression (num_labels=1) needs numeric labels; row {at(bad[0])} of column "
+                                f"{column!r} has {values[bad[0]]!r}. For classes, load with num_labels=N or labels=[...].")
+            return [float(v) for v in values], None
+        kind = ["str" if isinstance(v, str) else "number" if _numeric(v) else type(v).__name__ for v in values]
+        if len(set(kind)) > 1:
+            first = {k: i for i, k in reversed(list(enumerate(kind)))}
+            examples = ", ".join(f"row {at(i)}: {values[i]!r}" for i in sorted(first.values()))
+            raise DataError(f"Labels in column {column!r} mix types ({examples}): use all names (e.g. 'pos') or all "
+                            "integer ids.")
+        if kind[0] == "str":
             return self._names_to_ids(config, num_labels, values)
-        if kinds != {"num"}:
-            raise DataError(f"Labels must be names or integer ids; got values of type {kinds.pop()}.")
+        if kind[0] != "number":
+            raise DataError(f"Labels must be names or integer ids; column {column!r} holds {kind[0]} values such as "
+                            f"{values[0]!r}.")
         floats = np.asarray(values, dtype=float)
-        if not np.all(floats == np.round(floats)):
-            raise DataError("Labels are fractional numbers: for regression load the model with num_labels=1.")
+        fractional = np.flatnonzero(~np.isfinite(floats) | (floats != np.round(floats)))
+        if len(fractional):
+            shown = ", ".join(f"row {at(int(i))}: {values[int(i)]!r}" for i in fractional[:3])
+            raise DataError(f"Labels in column {column!r} are fractional numbers, not whole ({shown}): classes are names or "
+                            "integer ids; for regression load the model with num_labels=1.")
         ids = floats.astype(int)
         bad = sorted({int(i) for i in ids if not 0 <= i < num_labels})
         if bad:
@@ -84,10 +101,8 @@ class ClassificationTask(TaskHandler):
             lookup = {v: k for k, v in new.items()}
             return [lookup[v] for v in values], new
         lookup = {v: k for k, v in id2label.items()}
-        unknown = [n for n in names if n not in lookup]
-        if unknown:
-            raise DataError(f"Labels {unknown[:10]} are not among the model's labels {list(lookup)}. Map them, or "
-                            f"give a fresh head with s.reset_head(labels=[...]).")
+        require_known(set(names), lookup, "the data", "the model's labels",
+                      "Map them to the model's labels, or give a fresh head with s.reset_head(labels=[...]).")
         return [lookup[v] for v in values], None
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -98,7 +113,8 @@ class ClassificationTask(TaskHandler):
         label_col = self.column(table, "label", cfg.columns, required=require_labels)
         texts = texts_of(table, text_col)
         pairs = texts_of(table, pair_col) if pair_col else None
-        labels, names = (self.encode_labels(session, table[label_col].tolist()) if label_col else (None, None))
+        labels, names = (self.encode_labels(session, table[label_col].tolist(), label_col) if label_col
+                         else (None, None))
         enc = tok(texts, pairs, truncation=True, max_length=cfg.max_length)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         rows = [{k: enc[k][i] for k in keys} for i in range(len(texts))]

@@ -31,6 +31,7 @@ class ImageClassificationTask(ClassificationTask):
     class_suffixes = ("ForImageClassification",)
     peft_task_type = None  # peft has no image task type; the new head is saved as a module of its own
     columns = {"image": IMAGE, "label": LABEL}
+    label_role = "label"
     modality = "image"
     collator = TaskHandler.collator  # the modality's (stacked pixel values), not text padding
     eval_batch_factor = 2
@@ -65,7 +66,7 @@ class ImageClassificationTask(ClassificationTask):
         if not images:
             raise DataError(f"None of the {len(table)} images in column {image_col!r} can be read; the first: "
                             f"{bad[0]}.")
-        labels, names = (self.encode_labels(session, [table[label_col].iloc[i] for i in rows])
+        labels, names = (self.encode_labels(session, [table[label_col].iloc[i] for i in rows], label_col, rows)
                          if label_col else (None, None))
         extra = [{"labels": y} for y in labels] if labels is not None else None
         return self.encoded_per_item(session, images, cfg, extra, label_names=names,

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from nbtune.core.data.features import DataError, Features
+from nbtune.core.data.features import DataError, Features, require_present
 from nbtune.core.tasks import has_default_names
 from nbtune.core.tasks.base import TaskHandler, in_length_order, require_tokenizer
+from nbtune.core.tasks.labels import require_known
 from nbtune.core.tasks.registry import register_task
 
 TOKENS = ("tokens", "words")
@@ -34,6 +35,7 @@ class TokenClassificationTask(TaskHandler):
     labelled = new_head = True
     peft_task_type = "TOKEN_CLS"
     columns = {"tokens": TOKENS, "tags": TAGS}
+    label_role = "tags"
     main_metric = "f1"
     greater_is_better = True
 
@@ -64,10 +66,8 @@ class TokenClassificationTask(TaskHandler):
             lookup = {n: i for i, n in enumerate(order)}
             return [[lookup[t] for t in row] for row in tags_per_row], dict(enumerate(order))
         lookup = {v: k for k, v in id2label.items()}
-        unknown = sorted(names - set(lookup))
-        if unknown:
-            raise DataError(f"Tags {unknown[:10]} are not among the tags the model was trained on ({sorted(lookup)}). "
-                            "Map them to known tags, or give a fresh head with s.reset_head(labels=[...]).")
+        require_known(names, lookup, "the data", "the tags the model was trained on",
+                      "Map them to known tags, or give a fresh head with s.reset_head(labels=[...]).")
         return [[lookup[t] for t in row] for row in tags_per_row], None
 
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
@@ -76,13 +76,13 @@ class TokenClassificationTask(TaskHandler):
             raise DataError("Token classification needs a fast tokenizer (for word alignment).")
         tokens_col = self.column(table, "tokens", cfg.columns)
         tags_col = self.column(table, "tags", cfg.columns, required=require_labels)
-        words = [list(w) for w in table[tokens_col]]
+        words = _lists(table, tokens_col, "words")
         for i, row in enumerate(words):
             if not row or not all(isinstance(w, str) for w in row):
                 raise DataError(f"Example {i}: {tokens_col!r} must be a non-empty list of words; got {row!r}.")
         tags, names = (None, None)
         if tags_col:
-            raw = [list(t) for t in table[tags_col]]
+            raw = _lists(table, tags_col, "tags")
             for i, (w, t) in enumerate(zip(words, raw)):
                 if len(w) != len(t):
                     raise DataError(f"Example {i} has {len(w)} words but {len(t)} tags.")
@@ -169,3 +169,16 @@ def entity_scores(gold_ids: list[list[int]], pred_ids: list[list[int]], names: d
         "f1": float(f1_score(gold, pred, zero_division=0)),
         "accuracy": float(accuracy_score(gold, pred)),
     }
+
+
+def _lists(table, column: str, what: str) -> list[list[Any]]:
+    """A column of lists (words or tags, one list per example). A missing cell, or a string where a list belongs
+    (which would otherwise be read letter by letter), is an error naming the rows."""
+    values = table[column].tolist()
+    require_present(values, column, what)
+    text = [i for i, v in enumerate(values) if isinstance(v, str)]
+    if text:
+        raise DataError(f"Column {column!r} holds text where token classification takes a list of {what} per example "
+                        f"(row {text[0]}: {values[text[0]]!r}). Split it into a list: "
+                        f"df[{column!r}] = df[{column!r}].str.split().")
+    return [list(v) for v in values]

@@ -15,6 +15,7 @@ from typing import Any
 
 from nbtune.core.common.errors import CallbackError, close_matches
 from nbtune.core.training.events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
+from nbtune.render.format import rate_text
 
 
 def _snake(name: str) -> str:
@@ -141,12 +142,14 @@ class ConsoleLogger(Callback):
     def __init__(self, every: float = 10.0, stream=None):
         self.every, self.stream = every, stream or sys.stdout
         self._last = 0.0
+        self._start_step = 0  # a resumed run's first step: seconds a step count this call's steps only
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
     def on_fit_started(self, e: FitStarted, control: Control) -> None:
         self._last = time.monotonic()
+        self._start_step = e.start_step
         resumed = f" from step {e.start_step}" if e.start_step else ""
         self._print(f"training {e.total_steps} steps{resumed} on {e.device} ({e.precision}), {e.examples} examples, "
                     f"{e.trainable:,} of {e.total_params:,} params trainable, lr {e.config.get('lr') or 0:g}")
@@ -155,8 +158,9 @@ class ConsoleLogger(Callback):
         now = time.monotonic()
         if now - self._last >= self.every or e.run_step == e.total_steps:
             self._last = now
+            per_step = e.elapsed / max(e.run_step - self._start_step, 1)
             self._print(f"step {e.step} ({e.run_step}/{e.total_steps}) epoch {e.epoch:.2f} loss {e.loss:.4f} "
-                        f"lr {e.lr:.2e} {e.examples_per_s:.1f} ex/s")
+                        f"lr {e.lr:.2e} {rate_text(e.examples_per_s, e.tokens_per_s, per_step)}")
 
     def on_eval_ended(self, e: EvalEnded, control: Control) -> None:
         self._print(f"eval at step {e.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items()))

@@ -18,13 +18,14 @@ from typing import Any, Callable, Iterable
 import torch
 
 from nbtune.core.common.errors import OutOfMemoryError, TrainingError
-from nbtune.core.common.interrupts import deferred_interrupts
+from nbtune.core.common.interrupts import deferred_interrupts, stop_signals
 from nbtune.core.data.batching import split_batch, to_device
 from nbtune.core.model.architecture import unwrap
 from nbtune.core.model.params import copy_tensors, count_params
 from nbtune.core.model.precision import autocast, describe_precision
 from nbtune.core.objectives import objective_for
 from nbtune.core.tasks.handlers import handler_for
+from nbtune.core.tasks.labels import require_evaluation_classes
 from nbtune.core.training import checkpoint as ckpt_mod
 from nbtune.core.training import run_folder as runs_mod
 from nbtune.core.training.callbacks import EarlyStopping, History, check_callback, is_finite
@@ -77,6 +78,7 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
     train_table = table_of(handler, train_data, "train" if eval_split else None)
     eval_table = table_of(handler, eval_source, eval_split) if eval_source is not None else None
     train_features = prepare_data(session, handler, train_table, cfg, None, "training")
+    require_evaluation_classes(handler, train_table, eval_table, cfg)  # one label map for the run
     if cfg.packing:
         train_features = handler.pack(train_features, cfg)
     eval_features = (prepare_data(session, handler, eval_table, cfg, None, "evaluation")
@@ -141,6 +143,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, objective, cfg, accelerator, loader, eval_features, listeners, names)
+    if saved is not None:  # what it resumed from is this run's newest checkpoint until it writes another
+        run.last_checkpoint = str(saved["path"])
     run.messages.extend(notes)
     return run.go()
 
@@ -186,12 +190,14 @@ class _Run:
         self.metrics: dict[str, float] = {}
         self.last_eval_step = -1
         self.last_checkpoint: str | None = None
+        self._adopt_last_evaluation()
         self.messages: list[str] = []
         self.skipped_steps = 0  # consecutive fp16 steps the loss scaler skipped
         self.step_metrics: dict[str, torch.Tensor] = {}
         self.step_metric_values: dict[str, float] = {}
         self.start_step = self.state.global_step
         self.examples_done = 0
+        self.tokens_done = 0
         self.views = [cb for cb in listeners if cb is not self.state.history]  # the history is written in the commit
         self.guard = StepGuard(
             {n: p for n, p in session.model.named_parameters() if p.requires_grad}, self.state.optimizer,
@@ -311,6 +317,7 @@ class _Run:
                                   time.perf_counter() - t_start, dict(self.step_metric_values))
                 state.history.on_step_ended(event, self.control)
                 self.examples_done += n
+                self.tokens_done += tokens
             except BaseException:
                 self.optimizer.zero_grad(set_to_none=True)
                 back = self.guard.restore()
@@ -351,6 +358,19 @@ class _Run:
                 "each step")
 
     # -- evaluation and checkpoints -----------------------------------------------------------------
+    def _adopt_last_evaluation(self) -> None:
+        """A run resumed where its history already holds an evaluation of this very step (a checkpoint written
+        after an epoch's evaluation, or at the end of a finished run) keeps that evaluation instead of redoing it:
+        the same metrics, one history row, no extra minutes."""
+        rows = self.state.history.rows
+        last = rows[-1] if rows else {}
+        if last.get("step") == self.state.global_step and any(k.startswith("eval_") for k in last):
+            self.metrics = {k[5:]: v for k, v in last.items() if k.startswith("eval_")}
+            self.last_eval_step = self.state.global_step
+
+    def _has_current_checkpoint(self) -> bool:
+        return bool(self.last_checkpoint and self.last_checkpoint.endswith(f"step-{self.state.global_step:08d}"))
+
     def evaluate(self) -> None:
         if self.eval_features is None or self.last_eval_step == self.state.global_step:
             return
@@ -408,12 +428,26 @@ class _Run:
 
         self.emit(CheckpointSaved(self.state.global_step, str(path)))
 
+    def _stop_on_signal(self) -> None:
+        """SIGINT / SIGTERM to a headless run (``nbtune.core.common.interrupts.stop_signals``): every process stops
+        after the same step, and a checkpoint of it is written with all of them taking part."""
+        received = stop_signals.received is not None
+        if self.accelerator.num_processes > 1:  # a signal may reach one process only (kill -TERM PID)
+            flag = torch.tensor(float(received), device=self.accelerator.device)
+            received = float(self.accelerator.reduce(flag, "max")) > 0
+        if not received:
+            return
+        self.control.stop(f"stopped by {stop_signals.name or 'a signal to another process'}", Outcome.INTERRUPTED)
+        self.messages.append(f"stopped by a signal after step {self.state.global_step}: weights and history are kept; "
+                             "a checkpoint of this step is written for resuming")
+        self.save()
+
     def _save_on_early_end(self) -> None:
         """A run cut short (Stop, interrupt, out of memory, non-finite loss, error) leaves a checkpoint of where it
         is, so a disconnect right after loses nothing. One process only: others may be gone already."""
         if not self.cfg.checkpoint_dir or self.accelerator.num_processes > 1:
             return
-        if self.last_checkpoint and self.last_checkpoint.endswith(f"step-{self.state.global_step:08d}"):
+        if self._has_current_checkpoint():
             return
         if self.state.global_step == self.start_step:
             return
@@ -473,13 +507,13 @@ class _Run:
             if outcome is not Outcome.NON_FINITE and not self.guard.weights_finite():
                 self.stop_on_fault("loss", float("nan"), None)  # the last update made the weights non-finite
                 outcome, reason = Outcome.NON_FINITE, self.control.stop_reason
-            if outcome is not Outcome.NON_FINITE:
+            if outcome not in (Outcome.NON_FINITE, Outcome.INTERRUPTED):  # a signal's stop ends without delay
                 self.evaluate()
             if outcome.finished:
                 self.restore_best()
             pos.finished = outcome.finished
-            if pos.finished and cfg.checkpoint_dir and not runs_mod.keeps_own_checkpoints(self.state.run_folder,
-                                                                                           cfg.checkpoint_dir):
+            if pos.finished and cfg.checkpoint_dir and not self._has_current_checkpoint() and not \
+                    runs_mod.keeps_own_checkpoints(self.state.run_folder, cfg.checkpoint_dir):
                 self.save()  # a run folder's checkpoints are for resuming: a finished run keeps final/ instead
         except KeyboardInterrupt:
             self.optimizer.zero_grad(set_to_none=True)
@@ -506,6 +540,7 @@ class _Run:
             history=History(self.state.history.rows[start_rows:]), metrics=dict(self.metrics), reason=reason,
             steps=self.state.global_step - self.start_step, global_step=self.state.global_step,
             seconds=elapsed, examples_per_s=self.examples_done / elapsed if elapsed else 0.0,
+            tokens_per_s=self.tokens_done / elapsed if elapsed else 0.0,
             messages=list(self.messages), checkpoint=self.last_checkpoint, config=cfg.to_dict(), outcome=outcome,
             run_folder=str(self.state.run_folder) if self.state.run_folder else None,
         )
@@ -530,6 +565,8 @@ class _Run:
                     return
                 event = self.update_and_commit(loss, norm, step_batches, t0, self.t_start)
                 self.emit(event, self.views)
+                if stop_signals.installed:
+                    self._stop_on_signal()
                 if self.control.should_evaluate:
                     self.control.should_evaluate = False
                     self.evaluate()

@@ -26,6 +26,7 @@ class RunResult:
     outcome: Outcome = Outcome.COMPLETED
     run_folder: str | None = None  # where the run's settings, checkpoints, history and weights are
     session: Any = field(default=None, repr=False)  # set by nbtune.resume: the session it rebuilt
+    tokens_per_s: float = 0.0  # input tokens (non-padding) a second, over the whole run
 
     @property
     def cancelled(self) -> bool:

@@ -36,6 +36,7 @@ from nbtune.core.training.events import CheckpointSaved, Control, FitEnded, FitS
 from nbtune.core.training.optim import what_trains
 
 RUNS_ENV = "NBTUNE_RUNS_DIR"
+FINISHED_STATUSES = {o.value for o in Outcome if o.finished}  # run.json statuses with nothing left to resume
 RUN_FILE = "run.json"
 _folder: Path | None = None
 
@@ -105,6 +106,20 @@ def is_run_folder(path: Any) -> bool:
 
 def read_run(folder: Path) -> dict[str, Any]:
     return json.loads((folder / RUN_FILE).read_text())
+
+
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    """The run's history rows (steps and evaluations), as its last checkpoint or end wrote them."""
+    path = folder / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def resumable(folder: Path, run: dict[str, Any]) -> str:
+    """What ``nbtune.resume`` does with a run: "finished" (returns its result at once), "yes" (continues it from
+    its newest checkpoint, or its start) or "no" (its set-up was never written)."""
+    if run.get("status") in FINISHED_STATUSES and (folder / "final").is_dir():
+        return "finished"
+    return "yes" if (folder / "setup").is_dir() else "no"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from nbtune.core.common.errors import RecipeError, TrainingError
-from nbtune.core.training.run_folder import RUN_FILE, folder_size, read_run, run_path, runs_folder
+from nbtune.core.training.run_folder import (
+    RUN_FILE,
+    folder_size,
+    read_history,
+    read_run,
+    resumable,
+    run_path,
+    runs_folder,
+)
 
 
 @dataclass
@@ -27,9 +35,7 @@ class RunInfo:
 
     @classmethod
     def read(cls, folder: Path) -> "RunInfo":
-        history = folder / "history.jsonl"
-        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] if history.is_file() else []
-        return cls(folder.name, folder, read_run(folder), rows)
+        return cls(folder.name, folder, read_run(folder), read_history(folder))
 
     def row(self) -> dict[str, Any]:
         best = self.info.get("best") or {}
@@ -37,7 +43,7 @@ class RunInfo:
             "name": self.name, "model": self.info.get("model"), "method": self.info.get("method"),
             "trainable": self.info.get("trainable"), "steps": self.info.get("steps"),
             "best": f"{best['metric']} {best['value']:.4f}" if best else "",
-            "status": self.info.get("status"), "seconds": round(float(self.info.get("seconds") or 0.0), 1),
+            "status": self.info.get("status"), "resume": resumable(self.folder, self.info), "seconds": round(float(self.info.get("seconds") or 0.0), 1),
             "size_mb": round(folder_size(self.folder) / 2**20, 2), "created": self.info.get("created"),
         }
 

@@ -75,7 +75,7 @@ def run_recipe(source: str | dict[str, Any] | Recipe, namespace: dict[str, Any] 
         return result
     columns = {k: v for k, v in data.items() if k not in ("train", "eval")}
     eval_data = data.get("eval")
-    if recipe.evaluate and eval_data is not None:
+    if recipe.evaluate and eval_data is not None and resume is None:  # resuming: the first run measured it
         result.before = session.evaluate(eval_data, columns=columns)
     settings.setdefault("columns", columns)
     result.run = session.train(data["train"], eval=eval_data, callbacks=callbacks, log=log, progress=progress,
