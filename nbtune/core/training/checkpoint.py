@@ -44,6 +44,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
+    """Where the checkpoint of ``step`` goes in ``folder``."""
+    return Path(folder).expanduser() / f"step-{step:08d}"
+
+
 def save_checkpoint(folder: str | os.PathLike, step: int, *, model, optimizer, scheduler, state: dict[str, Any],
                     keep: int = 2, best: dict[str, torch.Tensor] | None = None) -> Path:
     """Write checkpoint ``step`` into ``folder`` atomically; keep the newest ``keep`` complete ones. ``best``: the
@@ -52,7 +57,7 @@ def save_checkpoint(folder: str | os.PathLike, step: int, *, model, optimizer, s
 
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"step-{step:08d}"
+    target = checkpoint_path(folder, step)
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=folder))
     try:
         weights = {n: p.detach().to("cpu").clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}

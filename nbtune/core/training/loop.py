@@ -407,6 +407,8 @@ class _Run:
             return
         if not self.accelerator.is_main_process:  # one writer; the others wait for it below
             self.accelerator.wait_for_everyone()
+            # what the writer names it: every process must decide alike whether a checkpoint is current
+            self.last_checkpoint = str(ckpt_mod.checkpoint_path(self.cfg.checkpoint_dir, self.state.global_step))
             return
         pos = self.position
         pos.callbacks = self._callback_state()
