@@ -177,8 +177,16 @@ def test_a_transforms_v2_pipeline_replaces_the_standard_augmentation_and_resume_
         _features(s, digits, augment=normalised)[0]
 
     name = f"pipeline-{tmp_path.name}"
-    s.train(str(digits / "train"), epochs=1, max_steps=2, batch_size=8, log=False, augment=pipeline, run_name=name)
+
+    def interrupt(event, control):
+        if isinstance(event, StepEnded) and event.step == 1:
+            raise KeyboardInterrupt
+
+    s.train(str(digits / "train"), epochs=1, max_steps=2, batch_size=8, log=False, augment=pipeline, run_name=name,
+            callbacks=[interrupt])
     with pytest.raises(nbtune.TrainConfigError, match="pass it again"):
         nbtune.resume(name, log=False)
-    result = nbtune.resume(name, log=False, augment=pipeline)  # finished already: nothing left, nothing lost
-    assert result.session.training.global_step == 2
+    result = nbtune.resume(name, log=False, augment=pipeline)
+    assert result.session.training.global_step == 2 and result.steps == 1
+    again = nbtune.resume(name, log=False)  # finished now: returned at once, the pipeline is not needed
+    assert again.steps == 0 and again.global_step == 2
