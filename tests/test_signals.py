@@ -73,9 +73,10 @@ def _started_in_the_background(args: list) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _signal_mid_run(proc: subprocess.Popen, pid: int, signum: int, checkpoints: Path) -> tuple[str, str]:
-    """Wait until the run is under way (its first checkpoint is written) and ``pid`` has a handler for
+def _signal_mid_run(proc: subprocess.Popen, signum: int, checkpoints: Path) -> tuple[str, str]:
+    """Wait until the run is under way (its first checkpoint is written) and the process has a handler for
     ``signum``, send it, and return the output."""
+    pid = proc.pid
     deadline = time.time() + 300
     while not (checkpoints / "step-00000050").is_dir():
         assert proc.poll() is None, proc.communicate()
@@ -95,7 +96,7 @@ def _newest_step(checkpoints: Path) -> int:
 def test_a_signal_stops_nbtune_run_with_a_checkpoint_and_resume_completes_it(recipe, reference, tmp_path, signum):
     out = tmp_path / "cut"
     proc = _started_in_the_background(["run", recipe, "--output", out, "--quiet"])
-    stdout, stderr = _signal_mid_run(proc, proc.pid, signum, out / "checkpoints")
+    stdout, stderr = _signal_mid_run(proc, signum, out / "checkpoints")
     name = signal.Signals(signum).name
     assert proc.returncode == 128 + signum, stderr[-3000:]
     assert f"{name} received: stopping at the end of this step" in stderr and "Traceback" not in stderr
@@ -120,7 +121,7 @@ def test_a_signal_stops_nbtune_run_with_a_checkpoint_and_resume_completes_it(rec
 def test_a_signal_to_nbtune_launch_stops_every_process_at_one_checkpoint(recipe, reference_on_two, tmp_path):
     out = tmp_path / "two"
     proc = _started_in_the_background(["launch", recipe, "--processes", "2", "--output", out])
-    stdout, stderr = _signal_mid_run(proc, proc.pid, signal.SIGINT, out / "checkpoints")
+    stdout, stderr = _signal_mid_run(proc, signal.SIGINT, out / "checkpoints")
     assert proc.returncode != 0 and "stopping at the end of this step" in stderr, stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["reason"] == "stopped by SIGINT", (metrics, stderr[-3000:])

@@ -11,8 +11,9 @@ import sys
 import threading
 from typing import Any
 
-# Held by ``deferred_interrupts``: SIGINT always (Interrupt Kernel, Ctrl-C); SIGTERM too once a handler of ours is
-# installed (``install_stop_signals``), since its second arrival raises as SIGINT does.
+# Held by ``deferred_interrupts``: SIGINT always (Interrupt Kernel, Ctrl-C); SIGTERM when Python code handles it
+# (``install_stop_signals`` does, and its second arrival raises as SIGINT does); a default SIGTERM still ends the
+# process at once.
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
 

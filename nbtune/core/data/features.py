@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nbtune.core.common.errors import DataError
+from nbtune.core.common.errors import DataError, few
 from nbtune.core.data.readers import load_table, read_conll  # noqa: F401 - the data API in one place
 
 
@@ -48,7 +48,7 @@ def require_present(values: Sequence[Any], column: str, what: str, rows: Sequenc
     if not missing:
         return
     numbers = [rows[i] if rows is not None else i for i in missing]
-    shown = ", ".join(map(str, numbers[:5])) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+    shown = few(numbers, 5)
     whole = len(missing) == len(values)
     raise DataError(f"{'Every example' if whole else f'{len(missing)} of {len(values)} examples'} "
                     f"{'has' if whole else 'have'} no {what} in column {column!r} (empty, None or NaN; "

@@ -9,6 +9,7 @@ import torch
 from nbtune.core.common.errors import TaskError, TrainConfigError
 from nbtune.core.data.features import DataError, Features, pick_column, require_present
 from nbtune.core.data.modality import Modality, get_modality
+from nbtune.core.tasks.labels import classes
 
 
 class TaskHandler:
@@ -70,8 +71,6 @@ class TaskHandler:
     def classes_in(self, table, cfg) -> set | None:
         """The classes (label names or integer ids) of a table's labels, before any encoding; None for a task
         without classes or a table without labels (``nbtune.core.tasks.labels`` checks them across tables)."""
-        from nbtune.core.tasks.labels import classes
-
         column = self.column(table, self.label_role, cfg.columns, required=False) if self.label_role else None
         return classes(table[column].tolist()) if column else None
 

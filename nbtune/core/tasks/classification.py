@@ -68,7 +68,9 @@ class ClassificationTask(TaskHandler):
             return [float(v) for v in values], None
         kind = ["str" if isinstance(v, str) else "number" if _numeric(v) else type(v).__name__ for v in values]
         if len(set(kind)) > 1:
-            first = {k: i for i, k in reversed(list(enumerate(kind)))}
+            first: dict[str, int] = {}
+            for i, k in enumerate(kind):
+                first.setdefault(k, i)
             examples = ", ".join(f"row {at(i)}: {values[i]!r}" for i in sorted(first.values()))
             raise DataError(f"Labels in column {column!r} mix types ({examples}): use all names (e.g. 'pos') or all "
                             "integer ids.")

@@ -369,7 +369,9 @@ class _Run:
             self.last_eval_step = self.state.global_step
 
     def _has_current_checkpoint(self) -> bool:
-        return bool(self.last_checkpoint and self.last_checkpoint.endswith(f"step-{self.state.global_step:08d}"))
+        """Whether the newest checkpoint this run wrote (or resumed from) is of this step, in its checkpoint folder."""
+        here = ckpt_mod.checkpoint_path(self.cfg.checkpoint_dir, self.state.global_step) if self.cfg.checkpoint_dir else None
+        return bool(here and self.last_checkpoint and Path(self.last_checkpoint).resolve() == here.resolve())
 
     def evaluate(self) -> None:
         if self.eval_features is None or self.last_eval_step == self.state.global_step:

@@ -38,4 +38,3 @@ def progress_views(progress: str, title: str) -> tuple[list[Any], bool]:
     if kind in ("text", "none"):
         return [], kind == "text"
     return [_VIEWS[kind][0](title)], False
-

@@ -43,7 +43,8 @@ class RunInfo:
             "name": self.name, "model": self.info.get("model"), "method": self.info.get("method"),
             "trainable": self.info.get("trainable"), "steps": self.info.get("steps"),
             "best": f"{best['metric']} {best['value']:.4f}" if best else "",
-            "status": self.info.get("status"), "resume": resumable(self.folder, self.info), "seconds": round(float(self.info.get("seconds") or 0.0), 1),
+            "status": self.info.get("status"), "resume": resumable(self.folder, self.info),
+            "seconds": round(float(self.info.get("seconds") or 0.0), 1),
             "size_mb": round(folder_size(self.folder) / 2**20, 2), "created": self.info.get("created"),
         }
 
