@@ -138,12 +138,15 @@ def test_recipe_export_and_finetune_cell_reproduce_the_run(plugin, model_dir, tm
 
 
 KILLED = """
-import sys, nbtune, vector_plugin, pandas as pd
+import sys, time, nbtune, vector_plugin, pandas as pd
 nbtune.set_runs_folder({runs!r})
 from test_plugin_proof import _set_up, _table, SETTINGS
 s = _set_up({model!r})
 print("training", flush=True)
-s.train(_table(96, 1), eval=_table(32, 2), run_name="vectors", save_minutes=0.0005, **SETTINGS)
+# 24 steps of a toy model take well under a second: a pause after each step (a listener, which changes nothing the
+# run computes) leaves the parent the time to see two checkpoints and kill the run in the middle
+pause = lambda event, control: time.sleep(0.05) if type(event).__name__ == "StepEnded" else None
+s.train(_table(96, 1), eval=_table(32, 2), run_name="vectors", save_minutes=0.0005, callbacks=[pause], **SETTINGS)
 """
 
 RESUMED = """

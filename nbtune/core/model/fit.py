@@ -84,7 +84,8 @@ def fit_verdict(model: nn.Module, memory: MemoryEstimate, precision: str = "auto
     def estimate(b: int, s: int, gc: bool, q: str | None, e: int | None = None) -> int:
         e = e or (max(1, round(b * eval_ratio)) if eval_ratio else None)
         return estimate_memory(model, b, s, precision=precision, gradient_checkpointing=gc, quantize=q,
-                               eval_batch_size=e, device=memory.device, generate_batch=memory.generate_batch).total
+                               eval_batch_size=e, device=memory.device, generate_batch=memory.generate_batch,
+                               chunked_logits=memory.chunked_logits).total
 
     if memory.training <= usable and memory.eval_batch_size:  # only evaluation does not fit: a smaller eval batch
         smaller = memory.eval_batch_size

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nbtune.core.model.architecture import block_lists, embedding_module_names, embeddings_of, hidden_size
+from nbtune.core.model.chunked_loss import chunk_size, chunkable_parts
 from nbtune.core.model.params import ParamIndex, param_bytes
 from nbtune.core.model.precision import compute_dtype as dtype_for
 from nbtune.core.model.precision import resolve_precision
@@ -39,6 +40,7 @@ class MemoryEstimate:
     device: str = "cpu"  # the kind of device estimated for ("cpu" or "cuda")
     generation: int | None = None  # the peak of generating in evaluation (seq2seq's ROUGE/BLEU), when estimated
     generate_batch: int | None = None
+    chunked_logits: bool = False  # the LM loss holds one chunk of logits at a time (nbtune.core.model.chunked_loss)
 
     @property
     def training(self) -> int:
@@ -116,6 +118,9 @@ _LOGIT_BYTES = {4: 12, 2: 14}
 # log-softmax's output, alive together while the loss is computed. Measured by bench/memory_truth.py: SmolLM2 at
 # 32 x 256 under bf16 autocast peaks at about 15 bytes a logit.
 _EVAL_LOGIT_BYTES = {4: 12, 2: 14}
+# ... and with the chunked loss: one chunk's logits at the compute dtype, their float32 copy and (in backward) the
+# float32 softmax that becomes their gradient, while the hidden states' gradient is built
+_CHUNK_LOGIT_BYTES = {4: 16, 2: 14}
 
 
 def _activation_bytes_per_token(d: _Dims, act_bytes: int, seq_len: int, cpu: bool = False) -> float:
@@ -192,7 +197,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                     compute_dtype: str | torch.dtype | None = None, precision: str = "auto",
                     gradient_checkpointing: bool | None = None, quantize: str | None = None,
                     measured=None, eval_batch_size: int | None = None, device: str | None = None,
-                    generate_batch: int | None = None, new_tokens: int = 64) -> MemoryEstimate:
+                    generate_batch: int | None = None, new_tokens: int = 64,
+                    chunked_logits: bool = False) -> MemoryEstimate:
     """Estimate the peak memory of one training step with AdamW for the current freeze state.
 
     Weights: every parameter and buffer at its dtype. Gradients: trainable parameters at their dtype. AdamW: two
@@ -211,6 +217,8 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     CPU the framework's own working memory counts, and SDPA with attention dropout keeps its scores.
     ``generate_batch``: also estimate generating ``new_tokens`` after prompts of ``seq_len`` in batches of that size
     (the KV cache of every layer, one block's tensors for the prompt, the next token's logits).
+    ``chunked_logits``: the task's loss computes a language model's logits in chunks (causal LM,
+    ``nbtune.core.model.chunked_loss``), so training and evaluation hold one chunk's, where the model allows it.
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError("batch_size and seq_len must be positive integers")
@@ -232,6 +240,7 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
     mixed = act_bytes < (first.element_size() if first is not None else 4)
 
     dims = _config_dims(model)
+    chunked_logits = chunked_logits and chunkable_parts(model) is not None
     if device is None:  # where training would run here, as precision="auto" resolves it
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cpu = device == "cpu"
@@ -254,7 +263,7 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                                if (p := index.params[n]).ndim >= 2 and not is_quantized_param(p))
             activations += int(block_params * act_bytes * need / max(dims.layers, 1))
         if _is_lm(model):
-            activations += tokens * dims.vocab * _LOGIT_BYTES.get(act_bytes, 12)
+            activations += _logit_bytes(tokens, dims.vocab, act_bytes, chunked_logits, _LOGIT_BYTES)
             if mixed:
                 activations += dims.vocab * dims.hidden * act_bytes  # the LM head's 16-bit weight
         else:
@@ -271,14 +280,16 @@ def estimate_memory(model: nn.Module, batch_size: int = 8, seq_len: int = 128,
                        f"one forward of {examples} keeps for backward, scaled to the batch)")
     else:
         assumptions += "; activations not estimated (no transformer config to read sizes from)"
-    evaluation = (weights + runtime + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes)
+    evaluation = (weights + runtime + _evaluation_bytes(model, dims, eval_batch_size, seq_len, act_bytes, chunked_logits)
                   if eval_batch_size and dims else None)
     generation = (weights + runtime + _generation_bytes(dims, generate_batch, seq_len, new_tokens, act_bytes)
                   if generate_batch and dims else None)
     if runtime:
         assumptions += f"; {runtime >> 20} MiB for the framework's own working memory on a CPU"
+    if chunked_logits and dims:
+        assumptions += f"; the loss computes logits {chunk_size(dims.vocab)} tokens at a time"
     estimate = MemoryEstimate(weights, grads, optimizer, activations, batch_size, seq_len, assumptions,
-                              eval_batch_size, evaluation, runtime, device, generation, generate_batch)
+                              eval_batch_size, evaluation, runtime, device, generation, generate_batch, chunked_logits)
     if estimate.peak_phase != "training":
         batch = eval_batch_size if estimate.peak_phase == "evaluation" else generate_batch
         estimate.assumptions += (f"; the run peaks in {estimate.peak_phase} (batch {batch}): lower "
@@ -294,14 +305,23 @@ def _generation_bytes(d: _Dims, batch_size: int, seq_len: int, new_tokens: int, 
     return int(cache + prompt + batch_size * d.vocab * (act_bytes + 8))
 
 
-def _evaluation_bytes(model: nn.Module, d: _Dims, batch_size: int, seq_len: int, act_bytes: int) -> int:
+def _logit_bytes(tokens: int, vocab: int, act_bytes: int, chunked: bool, per_logit: dict[int, int]) -> int:
+    """The LM head's logits held at a phase's peak: every token's, or one chunk's when the loss is chunked."""
+    if chunked:
+        return min(tokens, chunk_size(vocab)) * vocab * _CHUNK_LOGIT_BYTES.get(act_bytes, 12)
+    return tokens * vocab * per_logit.get(act_bytes, 12)
+
+
+def _evaluation_bytes(model: nn.Module, d: _Dims, batch_size: int, seq_len: int, act_bytes: int,
+                      chunked_logits: bool = False) -> int:
     """What one evaluation batch holds besides the weights: one block's live tensors at a time (nothing is kept for
     backward) and, for a language model, the logits of every token with the loss's float32 copies."""
     tokens = batch_size * seq_len
     block = tokens * (4 * d.hidden + (3 if d.gated_mlp else 2) * d.intermediate) * act_bytes
     if d.eager_attention:
         block += batch_size * d.heads * seq_len * seq_len * act_bytes * 2
-    head = tokens * d.vocab * _EVAL_LOGIT_BYTES.get(act_bytes, 12) if _is_lm(model) else tokens * d.hidden * 4
+    head = (_logit_bytes(tokens, d.vocab, act_bytes, chunked_logits, _EVAL_LOGIT_BYTES) if _is_lm(model)
+            else tokens * d.hidden * 4)
     return int(block + head)
 
 

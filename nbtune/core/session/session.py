@@ -170,17 +170,17 @@ class Session:
         times the task's factor); the estimate and the fit cover the largest of training, evaluation and (for tasks
         whose evaluation generates, seq2seq) generation."""
         counts = count_params(self.model)
-        generate_batch = None
+        generate_batch, chunked = None, False
         if self.task is not None:
             handler = handler_for(self)
-            generate_batch = handler.eval_generation_batch(eval_batch_size)
+            generate_batch, chunked = handler.eval_generation_batch(eval_batch_size), handler.chunked_logits
             eval_batch_size = handler.eval_batch(batch_size, eval_batch_size)
         size = image_size or self.modality.example_size(self, seq_len)
         positions = self.modality.positions(getattr(self.model, "config", None), size)
         memory = estimate_memory(self.model, batch_size=batch_size, seq_len=positions, precision=precision,
                                  measured=lambda: measured_activations(self, image_size),
                                  eval_batch_size=eval_batch_size, device="cuda" if device_memory else None,
-                                 generate_batch=generate_batch)
+                                 generate_batch=generate_batch, chunked_logits=chunked)
         capacity = int(device_memory * 2**30) if device_memory else None
         fit = fit_verdict(self.model, memory, precision=precision, capacity=capacity)
         return Summary(self.name, self.task, counts, memory, notes=list(self.notes), fit=fit,

@@ -34,6 +34,7 @@ class TaskHandler:
     raw_data = False  # True: prepare() takes the data as given (tensors), not as a table
     order = 50  # place in listings (encoder tasks first, as the docs present them)
     default_objective = "supervised"  # the objective (nbtune.core.objectives) that trains it unless one is named
+    chunked_logits = False  # its loss computes the output layer's logits in chunks (memory estimates count one chunk)
     modality = "text"  # what its inputs are (nbtune.core.data.modality): batch sizes, probes, storage ask it
 
     @classmethod

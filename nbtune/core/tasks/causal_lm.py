@@ -6,6 +6,7 @@ from __future__ import annotations
 from nbtune.core.data import chat
 from nbtune.core.data.features import DataError, Features
 from nbtune.core.data.packing import pack_features, packed_collator
+from nbtune.core.model.chunked_loss import chunkable_parts, chunked_causal_lm_loss
 from nbtune.core.tasks.base import GenerativeTask, TokenLossTask, require_tokenizer, texts_of
 from nbtune.core.tasks.registry import register_task
 
@@ -28,10 +29,16 @@ class CausalLMTask(GenerativeTask, TokenLossTask):
     main_metric = "loss"
     greater_is_better = False
     shifted = True
+    chunked_logits = True  # the loss never holds the whole [tokens, vocabulary] logits (memory estimates count so)
 
     def forward(self, model, batch):
+        # With labels, the loss comes from the final hidden states through the output layer in chunks
+        # (nbtune.core.model.chunked_loss): the same loss and gradients without the vocabulary-wide logits.
         # No key/value cache in training and evaluation: it is never read, and transformers skips its padding-free
         # mask (packed rows kept apart by their position ids) whenever a cache exists.
+        parts = chunkable_parts(model) if "labels" in batch else None
+        if parts is not None:
+            return chunked_causal_lm_loss(batch, parts)
         return model(**batch, use_cache=False)
 
     def encode_chats(self, session, table, cfg) -> list[chat.EncodedChat] | None:

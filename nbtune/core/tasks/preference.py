@@ -15,6 +15,7 @@ import torch
 from nbtune.core.common.errors import TaskError, TrainConfigError
 from nbtune.core.data import chat
 from nbtune.core.data.features import DataError, Features
+from nbtune.core.model.chunked_loss import causal_token_logps, chunkable_parts
 from nbtune.core.tasks.base import TaskHandler, require_tokenizer
 from nbtune.core.tasks.registry import register_task
 
@@ -62,6 +63,7 @@ class PreferenceTask(TaskHandler):
     greater_is_better = True
     order = 60
     eval_batch_factor = 2
+    chunked_logits = True  # log-probs from the hidden states in chunks (memory estimates count one chunk)
 
     # -- data -------------------------------------------------------------------------------------------------
     def prepare(self, session, table, cfg, require_labels: bool = True) -> Features:
@@ -126,10 +128,17 @@ class PreferenceTask(TaskHandler):
     def logps(self, model, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(chosen log-probs, rejected log-probs, chosen token counts, rejected token counts) under ``model``."""
         joined = self._joined(batch)
-        logits = model(input_ids=joined["input_ids"], attention_mask=joined["attention_mask"], use_cache=False).logits
-        # prompt-learning adapters put virtual tokens first; the real tokens are the last ones
-        logits = logits[:, -joined["labels"].shape[1]:]
-        total, count = sequence_logps(logits, joined["labels"])
+        inputs = {"input_ids": joined["input_ids"], "attention_mask": joined["attention_mask"]}
+        parts = chunkable_parts(model)
+        if parts is not None:  # from the final hidden states in chunks: no vocabulary-wide logits held
+            labels = joined["labels"]
+            token_logps = causal_token_logps(parts, inputs, labels)
+            total, count = token_logps.sum(-1), (labels[:, 1:] != IGNORE).sum(-1)
+        else:
+            logits = model(**inputs, use_cache=False).logits
+            # prompt-learning adapters put virtual tokens first; the real tokens are the last ones
+            logits = logits[:, -joined["labels"].shape[1]:]
+            total, count = sequence_logps(logits, joined["labels"])
         n = batch["chosen_input_ids"].shape[0]
         return total[:n], total[n:], count[:n], count[n:]
 
