@@ -22,6 +22,11 @@ because SmolLM2 pads with its end-of-text token and the peers' collators mask ev
 last token of each row from their loss; nbtune's chunked and full-logits losses agree to the 4th decimal at every
 step.
 
+The rest is glibc's allocator, not tensors: with ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment (a fixed
+threshold: tensors of 1 MiB and up are mapped and unmapped, not kept in a heap that only grows) nbtune peaks at
+1,682 MiB and the Trainer at 3,723 (0.45x), the hand loop at 1,615. Their steps then measured 26.3 s and 28.8 s in a
+sitting shared with another benchmark, so the speed cost is not yet known; measure it before making it a default.
+
     .venv/bin/python bench/chunked_sft.py          # all cases, bench/results/chunked_sft_cpu_2core.json
     .venv/bin/python bench/chunked_sft.py --only nbtune
 """
