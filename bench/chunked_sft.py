@@ -24,8 +24,9 @@ step.
 
 The rest is glibc's allocator, not tensors: with ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment (a fixed
 threshold: tensors of 1 MiB and up are mapped and unmapped, not kept in a heap that only grows) nbtune peaks at
-1,682 MiB and the Trainer at 3,723 (0.45x), the hand loop at 1,615. Their steps then measured 26.3 s and 28.8 s in a
-sitting shared with another benchmark, so the speed cost is not yet known; measure it before making it a default.
+1,682 MiB and the Trainer at 3,723 (0.45x), the hand loop at 1,615. It costs time: nbtune alone, back to back,
+26.1 s a step with it against 18.8 s without (mapping fresh pages on every large allocation), so it is a lever for a
+run that does not fit, not a default.
 
     .venv/bin/python bench/chunked_sft.py          # all cases, bench/results/chunked_sft_cpu_2core.json
     .venv/bin/python bench/chunked_sft.py --only nbtune
