@@ -172,8 +172,7 @@ def test_the_models_own_path_where_chunking_cannot_stand_in_for_it():
     prompt = get_peft_model(_model("llama"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     saved_head = get_peft_model(_model("llama"), LoraConfig(r=2, target_modules=["q_proj"],
                                                            modules_to_save=["lm_head"]))
-    capped = _model("llama")
-    capped.config.final_logit_softcapping = 30.0
+    capped = _model("llama", final_logit_softcapping=30.0)
     for model in (lora_head, prompt, saved_head, capped):
         assert chunkable_parts(model) is None
     task = get_task("causal-lm")()
@@ -210,7 +209,6 @@ def test_the_memory_estimate_counts_one_chunk_of_logits():
     saved = full.activations - chunked.activations
     assert saved >= 16 * 1024 * vocab * 12 - chunk_size(vocab) * vocab * 16
     assert f"logits {chunk_size(vocab)} tokens at a time" in chunked.assumptions
-    capped = _model("llama")
-    capped.config.final_logit_softcapping = 30.0
+    capped = _model("llama", final_logit_softcapping=30.0)
     assert estimate_memory(capped, 16, 1024, device="cuda", chunked_logits=True).activations == \
         estimate_memory(capped, 16, 1024, device="cuda").activations

@@ -120,8 +120,12 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     """Mean cross-entropy over the tokens whose label is not -100 (``linear_token_logps``, negated and averaged):
     ``F.cross_entropy(hidden @ weight.T + bias, labels, ignore_index=-100)`` without the whole logits tensor. No
     labelled token: NaN, as ``F.cross_entropy`` gives."""
-    logps = linear_token_logps(hidden, weight, labels, bias, chunk)
-    return -logps.sum() / (labels != IGNORE).sum().to(hidden.device)
+    return _mean_nll(linear_token_logps(hidden, weight, labels, bias, chunk), labels)
+
+
+def _mean_nll(logps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The negated mean of the labelled tokens' log-probabilities (0 on ignored ones): the cross-entropy."""
+    return -logps.sum() / (labels != IGNORE).sum().to(logps.device)
 
 
 def chunkable_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
@@ -169,4 +173,4 @@ def chunked_causal_lm_loss(batch: dict[str, torch.Tensor], parts: tuple[nn.Modul
     computes it from its logits."""
     labels = batch["labels"]
     logps = causal_token_logps(parts, {k: v for k, v in batch.items() if k != "labels"}, labels)
-    return ChunkedOutput(-logps.sum() / (labels[:, 1:] != IGNORE).sum().to(logps.device))
+    return ChunkedOutput(_mean_nll(logps, labels[:, 1:]))
