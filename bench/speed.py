@@ -49,9 +49,10 @@ SST2_TRAIN = int(os.environ.get("BENCH_SST2_TRAIN", 4000))
 SST2_BATCH, SST2_LR = 32, 5e-5
 GSM8K_TRAIN = int(os.environ.get("BENCH_GSM8K_TRAIN", 48))
 GSM8K_EVAL, GSM8K_BATCH, GSM8K_LR, GSM8K_MAX_LEN = 24, 8, 2e-4, 320
-RUNS = ("hand", "trainer", "trainer-bf16", "nbtune", "nbtune-fp32", "nbtune-tokens")
+RUNS = ("hand", "trainer", "trainer-bf16", "nbtune", "nbtune-fp32", "nbtune-tokens", "nbtune-frozenemb")
 DEFAULT_RUNS = RUNS[:4]
-# nbtune-fp32: precision="no", to see what bf16 does to accuracy; nbtune-tokens: max_tokens_per_batch=TOKEN_BUDGET
+# nbtune-fp32: precision="no", to see what bf16 does to accuracy; nbtune-tokens: max_tokens_per_batch=TOKEN_BUDGET;
+# nbtune-frozenemb: the embedding layers frozen (s.freeze("embeddings")), half of MiniLM's parameters, to price them
 TOKEN_BUDGET = {"sst2": 640, "gsm8k": 2048}
 WORKLOADS = ("sst2", "gsm8k")
 
@@ -263,6 +264,8 @@ def nbtune_run(workload: str, variant: str = "") -> dict:
         s.add_lora(r=8, alpha=16, dropout=0.05, targets=["q_proj", "v_proj"])
         train = pd.DataFrame(gsm8k("train", GSM8K_TRAIN))
         dev = pd.DataFrame(gsm8k("test", GSM8K_EVAL))
+    if variant == "frozenemb":
+        s.freeze("embeddings")
     batch, lr = batch_and_lr(workload)
     counter = TokenCounter(inner_model(s.model))
     t0 = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass
 
 from torch import nn
@@ -51,6 +52,10 @@ def adapter_param_prefixes() -> tuple[str, ...]:
 def is_adapter_param(name: str) -> bool:
     """Parameters added by peft (adapter weights of any method, soft prompts, trainable copies of the head),
     recognised by peft's own name prefix for each method."""
+    if "peft" not in sys.modules:
+        # Only peft adds them, so a process that never imported peft has none. Importing it just to read its
+        # prefixes would cost a full fine-tune's first train() 1.5 s on a 2-core CPU (peft imports bitsandbytes).
+        return False
     return any(part.startswith(adapter_param_prefixes()) for part in name.split("."))
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from nbtune.core.common.errors import TrainConfigError, close_matches
+from nbtune.core.training.schedules import SCHEDULE_FACTORS
 
 
 def _field_types(cls) -> dict[str, str]:
@@ -31,7 +32,7 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
     return value
 
 
-SCHEDULES = ("linear", "cosine", "constant")
+SCHEDULES = tuple(SCHEDULE_FACTORS)
 LOSS_ON = ("assistant", "last", "all")  # chat data: which tokens carry the loss (core/chat.py)
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 

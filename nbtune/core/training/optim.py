@@ -23,6 +23,7 @@ from nbtune.core.model.architecture import (
     is_under,
 )
 from nbtune.core.training.config import TrainConfig
+from nbtune.core.training.schedules import build_schedule
 
 # Rates that train when the user gives none. Full (or partial) fine-tuning of a pretrained body: the usual 5e-5.
 # A freshly initialised head alone needs far more: at 5e-5 a head-only SST-2 run barely moves (loss 0.698 -> 0.695)
@@ -110,9 +111,5 @@ def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """Linear, cosine or constant learning rate after ``warmup`` (transformers' schedules)."""
-    from transformers import get_scheduler
-
-    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.schedule]
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps(cfg, total_steps),
-                         num_training_steps=total_steps)
+    """Linear, cosine or constant learning rate after ``warmup`` (see ``schedules``)."""
+    return build_schedule(optimizer, cfg.schedule, warmup_steps(cfg, total_steps), total_steps)
