@@ -13,8 +13,9 @@ over three seeds (macro-F1 0.736; bench/results/pair_tldr_cpu_2core.json), which
 stands (0.769 / 0.721). No single change moves it beyond the seeds' spread (three seeds each, an earlier sitting):
 lr 1e-4 0.768 +- 0.023, the top block re-initialised 0.773 +- 0.005, lr 1e-4 with layer_decay 0.8 0.765 +- 0.009; in
 one-seed runs mean pooling 0.776, an identity pooler 0.776, batch 8 0.771, and lr 2e-4 collapses to the majority
-class while warm-up 0.1 lowers every rate tried. The runs end with a training loss near 0.4: they underfit, and
-higher rates go unstable. An earlier version drew negatives from the nearest other paper; there zero-shot cosine
+class while warm-up 0.1 lowers every rate tried. The runs end with a training loss near 0.4, but they do not
+underfit: 10 epochs (seed 1) bring the training loss to 0.03 and the test accuracy to 0.760 (3 epochs, same seed:
+0.759); what limits the defaults is generalisation, not fit. An earlier version drew negatives from the nearest other paper; there zero-shot cosine
 already scored 0.837 and every setting landed within 0.01 of it, so it could not show what the defaults get wrong.
 
 Like the case the issue reports: all-MiniLM-L6-v2, the training pairs less 400 for evaluation, 3 epochs; nbtune's
@@ -60,6 +61,7 @@ CASES: dict[str, dict] = {
     "pooling identity": {"pooling": "identity"},
     "pooling re-initialised": {"pooling": "reinit"},
     "top layer re-initialised": {"pooling": "reinit_top"},
+    "epochs 10": {"epochs": 10},  # underfitting? (the 3-epoch runs end with a training loss near 0.4)
 }
 
 
@@ -170,7 +172,7 @@ def run_case(name: str) -> dict:
         s = nbtune.load(nbtune.default_model_path(), task="text-classification", num_labels=2)
         if how:
             change_head_input(s.model, how)
-        result = s.train(train, eval=dev, epochs=3, seed=seed, log=False, save_run=False, **settings)
+        result = s.train(train, eval=dev, seed=seed, log=False, save_run=False, **{"epochs": 3, **settings})
         final_losses.append(statistics.mean(result.losses[-50:]))
         scores.append(s.evaluate(test))
     accuracy = [m["accuracy"] for m in scores]
