@@ -26,7 +26,9 @@ The rest is glibc's allocator, not tensors: with ``MALLOC_MMAP_THRESHOLD_=104857
 threshold: tensors of 1 MiB and up are mapped and unmapped, not kept in a heap that only grows) nbtune peaks at
 1,682 MiB and the Trainer at 3,723 (0.45x), the hand loop at 1,615. It costs time: nbtune alone, back to back,
 26.1 s a step with it against 18.8 s without (mapping fresh pages on every large allocation), so it is a lever for a
-run that does not fit, not a default.
+run that does not fit, not a default. The threshold swept, nbtune alone, one after another in a later sitting (peak
+RSS / seconds per step): glibc's default 3,666 / 19.9; 16 MiB 3,487 / 21.8; 8 MiB 2,129 / 24.7; 4 MiB 1,941 / 25.9.
+8 MiB is the largest that brings the peak under 0.6x the Trainer's, for a quarter more time a step.
 
     .venv/bin/python bench/chunked_sft.py          # all cases, bench/results/chunked_sft_cpu_2core.json
     .venv/bin/python bench/chunked_sft.py --only nbtune
