@@ -28,7 +28,9 @@ threshold: tensors of 1 MiB and up are mapped and unmapped, not kept in a heap t
 26.1 s a step with it against 18.8 s without (mapping fresh pages on every large allocation), so it is a lever for a
 run that does not fit, not a default. The threshold swept, nbtune alone, one after another in a later sitting (peak
 RSS / seconds per step): glibc's default 3,666 / 19.9; 16 MiB 3,487 / 21.8; 8 MiB 2,129 / 24.7; 4 MiB 1,941 / 25.9.
-8 MiB is the largest that brings the peak under 0.6x the Trainer's, for a quarter more time a step.
+8 MiB is the largest that brings the peak under 0.6x the Trainer's, for a quarter more time a step: nbtune's
+``low_host_memory=True`` sets it from inside the process (case ``nbtune_low_host_memory``: 2,139 MiB, 24.3 s, the
+same losses).
 
     .venv/bin/python bench/chunked_sft.py          # all cases, bench/results/chunked_sft_cpu_2core.json
     .venv/bin/python bench/chunked_sft.py --only nbtune
@@ -52,6 +54,7 @@ CASES = {
     "nbtune_full_logits": {"tool": "nbtune", "checkpointing": True, "full_logits": True},
     "trainer": {"tool": "trainer", "checkpointing": True},
     "sft_trainer": {"tool": "trl", "checkpointing": True},
+    "nbtune_low_host_memory": {"tool": "nbtune", "checkpointing": True, "low_host_memory": True},
     "nbtune_no_checkpointing": {"tool": "nbtune", "checkpointing": False},
     "trainer_no_checkpointing": {"tool": "trainer", "checkpointing": False},
 }
@@ -104,7 +107,8 @@ def _run_nbtune(case: dict) -> tuple[list[float], float, float]:
     s.gradient_checkpointing = case["checkpointing"]
     rows = [{"text": t} for t in texts(s.tokenizer)]
     settings = dict(batch_size=ROWS, max_length=TOKENS, lr=LR, warmup=0.0, schedule="constant", log=False,
-                    save_run=False, precision="no", seed=0, packing=False)
+                    save_run=False, precision="no", seed=0, packing=False,
+                    low_host_memory=case.get("low_host_memory", False))
     loaded = _current_rss_mib()
     ended: list[tuple[float, float]] = []  # (time, loss) at each step's end; the first step is the warm-up
 

@@ -92,6 +92,8 @@ class TrainConfig:
     run_name: str | None = None  # the run folder's name (default: time, model and method)
     save_minutes: float = 10.0  # wall-clock minutes between checkpoints of a run folder (a disconnect loses less)
     auto_batch: bool = False  # on out-of-memory, halve the micro-batch and accumulate more
+    # glibc returns freed blocks of 8 MiB and up to the system: lower peak RSS, slower steps (training/host_allocator.py)
+    low_host_memory: bool = False
     log_every: float = 10.0  # seconds between console lines
     columns: dict[str, str] = field(default_factory=dict)
     # the loss: a registered objective (nbtune.core.objectives); None: the session's, else the task's default

@@ -33,6 +33,7 @@ from nbtune.core.training.config import TrainConfig
 from nbtune.core.training.evaluation import eval_data_from, evaluate_features, prepare_data, table_of
 from nbtune.core.training.events import CheckpointSaved, Control, EvalEnded, FitEnded, FitStarted, Outcome, StepEnded
 from nbtune.core.training.fingerprint import fingerprint
+from nbtune.core.training.host_allocator import limit_heap_growth
 from nbtune.core.training.optim import default_lr
 from nbtune.core.training.result import RunResult
 from nbtune.core.training.runtime import get_accelerator
@@ -140,6 +141,8 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
             state.run_folder = recorder.folder
             callbacks = [recorder, *callbacks]
         state.precision = precision
+        if cfg.low_host_memory:
+            notes.append(limit_heap_growth())
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
     run = _Run(session, handler, objective, cfg, accelerator, loader, eval_features, listeners, names)
