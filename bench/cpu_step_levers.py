@@ -55,7 +55,8 @@ def batches(tok) -> list[dict]:
 def run_case(case: str) -> dict:
     import torch
 
-    torch.set_num_threads(1 if case == "one-thread" else torch.get_num_threads())
+    if case == "one-thread":
+        torch.set_num_threads(1)
     tok, model = load_peer_model("sst2")
     if case == "frozen-embeddings":
         model.bert.embeddings.requires_grad_(False)

@@ -141,10 +141,10 @@ def fit(session, train_data, eval_data=None, cfg: TrainConfig | None = None,
             state.run_folder = recorder.folder
             callbacks = [recorder, *callbacks]
         state.precision = precision
-        if cfg.low_host_memory:
-            notes.append(limit_heap_growth())
         loader, eval_features, listeners, names = apply_run(session, handler, cfg, accelerator, train_features,
                                                          eval_features, saved, resume, callbacks, log)
+        if cfg.low_host_memory:  # process-wide and for good: only once everything before the first step is set up
+            notes.append(limit_heap_growth())
     run = _Run(session, handler, objective, cfg, accelerator, loader, eval_features, listeners, names)
     if saved is not None:  # what it resumed from is this run's newest checkpoint until it writes another
         run.last_checkpoint = str(saved["path"])
