@@ -21,6 +21,7 @@ from nbtune.core.training.host_allocator import limit_heap_growth
 note = limit_heap_growth() if sys.argv[1] == "limited" else None
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+torch.ones(16).sum()  # torch's own lazy set-up (thread pool, dispatch tables) before the count starts
 before = rss()
 for _ in range(4):
     block = torch.ones(6 << 20)
